@@ -1,0 +1,118 @@
+"""Findings: what the worker measured and inferred for one patient over one window.
+
+One :class:`VitalsFinding` is published to ``vitals.findings`` (keyed by patient id) per
+patient per hop. It carries raw measurements, not verdicts: thresholds, persistence,
+hysteresis and per-patient budgets belong to the aggregator (``alerting``), so the same
+findings can be re-scored under other settings (replay, validation).
+
+All times are event time (epoch ms of the samples), never wall-clock, so a replay at
+any speed yields the same findings. ``None`` means "not measurable in this window"
+(signal absent or unusable), which the aggregator must not confuse with a normal value.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+FINDINGS_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class EcgFindings:
+    quality: float  # 0..1, higher is better
+    usable: bool
+    lead_off: bool  # flat line / saturated: a technical condition, not a clinical one
+    hr_bpm: float | None = None  # median heart rate over the window
+    n_beats: int = 0
+    # Longest interval in the window without a detected QRS, including the open interval
+    # from the last beat to the window end (CinC 2015: asystole = no QRS for >= 4 s).
+    max_pause_s: float | None = None
+    # Lowest mean HR over any 5 consecutive beats / highest over any 17 consecutive beats
+    # (CinC 2015 extreme bradycardia / extreme tachycardia definitions).
+    hr_min_5beats: float | None = None
+    hr_max_17beats: float | None = None
+    sdnn_ms: float | None = None
+    rmssd_ms: float | None = None
+    rr_irregularity: float | None = None  # e.g. coefficient of variation of successive RR diffs
+    # Beat classifier output (AAMI classes) summarised over the window.
+    beat_counts: dict[str, int] = field(default_factory=dict)  # {"N": 9, "V": 3, ...}
+    v_run_length: int = 0  # longest run of consecutive ventricular beats
+    v_run_rate_bpm: float | None = None  # rate within that run
+    # Rhythm classifier over the window: probabilities for "N", "A", "O", "~".
+    rhythm: str | None = None
+    rhythm_probs: dict[str, float] = field(default_factory=dict)
+    vf_score: float | None = None  # 0..1 from the VF-specific detector
+    vf_seconds: float = 0.0  # seconds of the window judged fibrillatory / flutter
+
+
+@dataclass(frozen=True, slots=True)
+class PpgFindings:
+    quality: float
+    usable: bool
+    pulsatile: bool  # a perfusing pulse is visible (used to corroborate ECG asystole)
+    pulse_rate_bpm: float | None = None
+    max_pause_s: float | None = None  # longest interval without a pulse
+    irregularity: float | None = None
+    perfusion_index: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RespFindings:
+    rate_bpm: float | None  # breaths per minute
+    source: str  # "resp", "ecg" (ECG-derived respiration) or "ppg"
+    quality: float
+    usable: bool
+    max_pause_s: float | None = None  # longest interval without a breath (apnoea)
+
+
+@dataclass(frozen=True, slots=True)
+class TrendFinding:
+    kind: str  # e.g. "hr_rising", "resp_rate_rising", "news2"
+    message: str  # e.g. "resting HR up 25 % over 2 h"
+    value: float
+    baseline: float | None = None
+    horizon_s: float | None = None
+    severity: str = "medium"
+
+
+@dataclass(frozen=True, slots=True)
+class VitalsFinding:
+    patient_id: str
+    t_ms: int  # end of the analysed window (event time)
+    window_s: float
+    ecg: EcgFindings | None = None
+    ppg: PpgFindings | None = None
+    resp: RespFindings | None = None
+    trends: tuple[TrendFinding, ...] = ()
+    news2: int | None = None  # early-warning score from the vitals this pipeline has
+    gaps: tuple[str, ...] = ()  # signals with missing data inside the window
+    model_version: str = ""
+    schema_version: int = FINDINGS_SCHEMA_VERSION
+
+    @property
+    def finding_id(self) -> str:
+        """Deterministic: the same window re-processed after a redelivery has the same id."""
+        return f"{self.patient_id}:{self.t_ms}"
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> VitalsFinding:
+        obj = json.loads(data)
+        return cls.from_dict(obj)
+
+    @classmethod
+    def from_dict(cls, obj: dict[str, Any]) -> VitalsFinding:
+        if obj.get("schema_version") != FINDINGS_SCHEMA_VERSION:
+            raise ValueError(f"unsupported findings schema_version {obj.get('schema_version')!r}")
+        known = {f.name for f in fields(cls)}
+        kwargs = {k: v for k, v in obj.items() if k in known}
+        for key, sub in (("ecg", EcgFindings), ("ppg", PpgFindings), ("resp", RespFindings)):
+            if kwargs.get(key) is not None:
+                kwargs[key] = sub(**kwargs[key])
+        kwargs["trends"] = tuple(TrendFinding(**t) for t in kwargs.get("trends", ()))
+        kwargs["gaps"] = tuple(kwargs.get("gaps", ()))
+        return cls(**kwargs)
