@@ -1,0 +1,40 @@
+# Two commands for a newcomer: `make demo` and `make test`. Both create/update .venv first.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint bench services-up services-down clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# torch first and pinned: an unpinned torch would pull a multi-GB CUDA build.
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/vitalstream demo
+
+# The pytest session fixtures start the services the tests need (see tests/conftest.py).
+test: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+lint: install
+	$(BIN)/ruff check stream models alerting tests bench
+
+bench: install
+	$(BIN)/python bench/bench_dsp.py
+	$(BIN)/python bench/bench_models.py
+
+services-up: install
+	$(BIN)/vitalstream services up
+
+services-down: install
+	$(BIN)/vitalstream services down
+
+clean:
+	rm -rf $(VENV) .vitalstream .pytest_cache

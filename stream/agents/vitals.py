@@ -1,0 +1,82 @@
+"""Vitals agent: sample chunks in, findings out (and bad messages to the dead-letter topic).
+
+The loop takes a batch of raw messages per poll, so the models run once per batch for
+every patient that completed a window, not once per window.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from faust.types import EventT
+
+from models.runtime import ModelRuntime
+from stream.app import app, deadletter_topic, findings_topic, settings, vitals_topic
+from stream.deadletter import DeadLetter
+from stream.pipeline import VitalsPipeline
+from stream.schema import InvalidChunk, SampleChunk, decode_chunk
+from stream.stats import worker_stats
+from stream.window_analysis import WindowAnalysis
+
+log = logging.getLogger(__name__)
+
+pipeline = VitalsPipeline(ModelRuntime.load_default(), window_s=settings.window_s, hop_s=settings.hop_s)
+
+
+def decode_event(event: EventT) -> SampleChunk:
+    """Decode and validate one message; the key must be the patient id (co-partitioning)."""
+    chunk = decode_chunk(event.message.value)
+    key = event.message.key
+    if key is None or key.decode(errors="replace") != chunk.patient_id:
+        raise InvalidChunk("key_mismatch", f"key {key!r} != patient_id {chunk.patient_id!r}")
+    if event.message.topic != chunk.signal.topic:
+        raise InvalidChunk("wrong_topic", f"{chunk.signal} chunk on {event.message.topic}")
+    return chunk
+
+
+async def dead_letter(event: EventT, exc: Exception) -> None:
+    reason = exc.reason if isinstance(exc, InvalidChunk) else f"internal_error:{type(exc).__name__}"
+    msg = event.message
+    letter = DeadLetter.wrap(
+        reason=reason,
+        detail=str(exc),
+        topic=msg.topic,
+        partition=msg.partition,
+        offset=msg.offset,
+        key=msg.key,
+        original=msg.value,
+        received_ms=int(time.time() * 1000),
+    )
+    worker_stats.dead_letters[reason] += 1
+    await deadletter_topic.send(key=msg.key, value=letter.to_json())
+
+
+@app.agent(vitals_topic)
+async def process_vitals(stream) -> None:  # type: ignore[no-untyped-def]
+    async for events in stream.take_events(settings.batch_max, within=settings.batch_within_s):
+        windows: list[WindowAnalysis] = []
+        for event in events:
+            try:
+                chunk = decode_event(event)
+                windows.extend(pipeline.push(chunk))
+            except InvalidChunk as exc:
+                await dead_letter(event, exc)
+            except Exception as exc:  # noqa: BLE001 - a poison message must not kill the worker
+                log.exception("internal error on %s; patient state reset", event.message.key)
+                pipeline.forget(event.message.key.decode(errors="replace") if event.message.key else "")
+                await dead_letter(event, exc)
+            else:
+                worker_stats.chunks += 1
+        if not windows:
+            continue
+        try:
+            findings = pipeline.assemble(windows)
+        except Exception:  # noqa: BLE001
+            # A model failure on valid input is a bug; count it loudly rather than stop
+            # every patient on this worker.
+            log.exception("model inference failed for %d windows; findings dropped", len(windows))
+            worker_stats.dead_letters["inference_error"] += len(windows)
+            continue
+        for finding in findings:
+            await findings_topic.send(key=finding.patient_id.encode(), value=finding.to_json())

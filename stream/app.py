@@ -1,0 +1,65 @@
+"""The one Faust app, its topics and its table.
+
+Created once, from one settings object. The worker command resolves the broker and Redis
+first (environment, ``services up`` state, or embedded) and exports them, so importing
+this module never starts anything.
+
+Topics are created explicitly with equal partition counts before the worker starts
+(:func:`stream.services.create_topics`): the three vitals topics, the findings topic,
+the care-actions topic and the aggregator table's changelog are co-partitioned by
+patient id, so one worker owns all of a patient's signals and its alert state.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import faust
+
+from stream.services import ACTIONS_TOPIC, DEADLETTER_TOPIC, FINDINGS_TOPIC, VITALS_TOPICS
+from stream.settings import Settings
+
+settings = Settings.from_env()
+
+app = faust.App(
+    settings.app_id,
+    broker=f"kafka://{settings.kafka_bootstrap_servers or '127.0.0.1:9092'}",
+    store="memory://",
+    autodiscover=False,
+    origin="stream",
+    topic_partitions=settings.partitions,
+    topic_replication_factor=settings.replication_factor,
+    # Agents exchange our own encodings (binary samples, JSON findings): validation and
+    # dead-lettering happen in our code, where a bad message cannot crash the stream.
+    key_serializer="raw",
+    value_serializer="raw",
+    broker_session_timeout=settings.broker_session_timeout_s,
+    broker_heartbeat_interval=max(1.0, settings.broker_session_timeout_s / 4),
+    # Tansu and small clusters have no use for the leader-election topic.
+    topic_disable_leader=True,
+    web_port=settings.worker_web_port,
+    web_host="127.0.0.1",
+    datadir=str(Path(settings.state_dir) / "faust"),
+    consumer_auto_offset_reset="earliest",
+    producer_acks=-1,
+    stream_wait_empty=False,
+    table_cleanup_interval=60.0,
+)
+
+vitals_topic = app.topic(*VITALS_TOPICS, partitions=settings.partitions)
+findings_topic = app.topic(FINDINGS_TOPIC, partitions=settings.partitions)
+actions_topic = app.topic(ACTIONS_TOPIC, partitions=settings.partitions)
+alert_input_topic = app.topic(FINDINGS_TOPIC, ACTIONS_TOPIC, partitions=settings.partitions)
+deadletter_topic = app.topic(DEADLETTER_TOPIC, partitions=settings.partitions)
+
+# Per-patient alert state (PatientAlertState.to_dict()), changelog-backed so a restarted
+# or replacing worker resumes every open episode.
+alert_state_table = app.Table(
+    "alert-state",
+    default=None,
+    partitions=settings.partitions,
+    key_type=str,
+    value_type=dict,
+    key_serializer="json",
+    value_serializer="json",
+)

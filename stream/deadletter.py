@@ -1,0 +1,58 @@
+"""Dead-letter envelope: the original bytes, where they came from and why they were refused.
+
+Nothing a gateway sends is lost: an invalid message is wrapped and published to
+``vitals.deadletter`` so it can be inspected, fixed and re-published.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    reason: str  # machine-groupable, e.g. "non_finite_samples"
+    detail: str
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    original_b64: str
+    received_ms: int
+
+    @classmethod
+    def wrap(
+        cls,
+        *,
+        reason: str,
+        detail: str,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        original: bytes | None,
+        received_ms: int,
+    ) -> DeadLetter:
+        return cls(
+            reason=reason,
+            detail=detail[:500],
+            topic=topic,
+            partition=partition,
+            offset=offset,
+            key=key.decode(errors="replace") if key is not None else None,
+            original_b64=base64.b64encode(original or b"").decode(),
+            received_ms=received_ms,
+        )
+
+    @property
+    def original(self) -> bytes:
+        return base64.b64decode(self.original_b64)
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self)).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> DeadLetter:
+        return cls(**json.loads(data))

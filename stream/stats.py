@@ -1,0 +1,29 @@
+"""Worker counters, logged periodically and served on the worker's web port (/stats/)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+@dataclass
+class WorkerStats:
+    chunks: int = 0
+    findings_in: int = 0
+    emissions: int = 0
+    actions: int = 0
+    dead_letters: Counter[str] = field(default_factory=Counter)
+    bad_findings: int = 0
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "chunks": self.chunks,
+            "findings_in": self.findings_in,
+            "alert_emissions": self.emissions,
+            "care_actions": self.actions,
+            "dead_letters": dict(self.dead_letters),
+            "bad_findings": self.bad_findings,
+        }
+
+
+worker_stats = WorkerStats()
