@@ -52,14 +52,13 @@ actions_topic = app.topic(ACTIONS_TOPIC, partitions=settings.partitions)
 alert_input_topic = app.topic(FINDINGS_TOPIC, ACTIONS_TOPIC, partitions=settings.partitions)
 deadletter_topic = app.topic(DEADLETTER_TOPIC, partitions=settings.partitions)
 
-# Per-patient alert state (PatientAlertState.to_dict()), changelog-backed so a restarted
-# or replacing worker resumes every open episode.
+# Per-patient alert state (JSON of PatientAlertState.to_dict()), changelog-backed so a
+# restarted or replacing worker resumes every open episode. Read it with .get(): a table
+# without a default raises KeyError for an unknown patient.
 alert_state_table = app.Table(
     "alert-state",
     default=None,
     partitions=settings.partitions,
     key_type=str,
-    value_type=dict,
-    key_serializer="json",
-    value_serializer="json",
+    value_type=bytes,
 )

@@ -176,15 +176,18 @@ def encode_chunk(chunk: SampleChunk) -> bytes:
     ids = b"".join(
         _short_bytes(s) for s in (chunk.patient_id, chunk.device_id, chunk.units)
     )
-    header = _HEADER.pack(
-        MAGIC,
-        chunk.schema_version,
-        _SIGNAL_CODES[chunk.signal],
-        chunk.fs,
-        chunk.ts_ms,
-        chunk.seq,
-        chunk.n,
-    )
+    try:
+        header = _HEADER.pack(
+            MAGIC,
+            chunk.schema_version,
+            _SIGNAL_CODES[chunk.signal],
+            chunk.fs,
+            chunk.ts_ms,
+            chunk.seq,
+            chunk.n,
+        )
+    except struct.error as exc:
+        raise InvalidChunk("unencodable", str(exc)) from None
     return header + ids + np.ascontiguousarray(chunk.samples, dtype="<f4").tobytes()
 
 
