@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
-from models.runtime import ModelRuntime, ModelOutputs
+from models.runtime import ModelOutputs, ModelRuntime
 from models.trends import TrendTracker
 from stream.findings import VitalsFinding
 from stream.monitor import PatientMonitor

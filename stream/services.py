@@ -209,7 +209,7 @@ def _wait_kafka_ready(bootstrap: str) -> None:
         try:
             asyncio.run(asyncio.wait_for(probe(), 5))
             return
-        except Exception as exc:  # noqa: BLE001 - any failure means "not ready yet"
+        except Exception as exc:
             last = exc
             time.sleep(0.3)
     raise ServiceError(f"Kafka at {bootstrap} does not answer metadata requests: {last}")

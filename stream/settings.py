@@ -35,6 +35,11 @@ class Settings:
     # Largest batch of messages a worker processes (and batches into one model call) per poll.
     batch_max: int = 512
     batch_within_s: float = 0.25
+    # Wall-clock period of the aggregator's ticks (escalation, snooze expiry, device
+    # silent); 0 disables them (validation replays score clinical alerts only).
+    tick_interval_s: float = 5.0
+    # Optional JSON file with an alerting.catalogue.AlertConfig (thresholds, per-patient overrides).
+    alert_config: str = ""
     worker_web_port: int = 6066
     state_dir: str = str(REPO_ROOT / ".vitalstream")
     data_dir: str = str(REPO_ROOT.parent / "shared" / "data")

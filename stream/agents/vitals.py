@@ -62,7 +62,7 @@ async def process_vitals(stream) -> None:  # type: ignore[no-untyped-def]
                 windows.extend(pipeline.push(chunk))
             except InvalidChunk as exc:
                 await dead_letter(event, exc)
-            except Exception as exc:  # noqa: BLE001 - a poison message must not kill the worker
+            except Exception as exc:
                 log.exception("internal error on %s; patient state reset", event.message.key)
                 pipeline.forget(event.message.key.decode(errors="replace") if event.message.key else "")
                 await dead_letter(event, exc)
@@ -72,7 +72,7 @@ async def process_vitals(stream) -> None:  # type: ignore[no-untyped-def]
             continue
         try:
             findings = pipeline.assemble(windows)
-        except Exception:  # noqa: BLE001
+        except Exception:
             # A model failure on valid input is a bug; count it loudly rather than stop
             # every patient on this worker.
             log.exception("model inference failed for %d windows; findings dropped", len(windows))

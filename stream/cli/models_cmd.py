@@ -1,10 +1,236 @@
-def eval_beats() -> None: ...
+"""`vitalstream train beats|rhythm` and `vitalstream eval beats|rhythm` (thin wrappers over
+:mod:`models.training`, :mod:`models.evaluation` and :mod:`models.runtime`)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from stream.settings import Settings
+
+_DEFAULT_CACHE = Path(tempfile.gettempdir()) / "vitalstream-model-cache"
 
 
-def eval_rhythm() -> None: ...
+def _data_root() -> Path:
+    return Path(Settings().data_dir)
 
 
-def train_beats() -> None: ...
+@contextmanager
+def _progress(description: str) -> Iterator[Any]:
+    """A rich progress bar on stderr; yields a callback (step, total, message)."""
+    console = Console(file=sys.stderr)
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[msg]}"),
+                  TimeElapsedColumn(), console=console, transient=False) as bar:
+        task = bar.add_task(description, total=1, msg="")
+
+        def update(step: int, total: int, msg: str) -> None:
+            bar.update(task, completed=step, total=total, msg=msg)
+
+        yield update
 
 
-def train_rhythm() -> None: ...
+def _emit(obj: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(obj, indent=2) + "\n")
+    else:
+        Console().print_json(json.dumps(obj))
+
+
+def _split_records(records: str | None) -> list[str] | None:
+    if not records:
+        return None
+    return [r.strip() for r in records.replace(",", " ").split() if r.strip()]
+
+
+def _torch_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def train_beats(
+    data_dir: Path = typer.Option(None, help="MIT-BIH folder (default <data_dir>/mitdb)."),
+    noise_dir: Path = typer.Option(None, help="NSTDB folder (default: sibling 'nstdb')."),
+    out: Path = typer.Option(Path("models/weights"), help="Where beats.pt/.json are written."),
+    seed: int = typer.Option(7),
+    epochs: int = typer.Option(12),
+    cv_folds: int = typer.Option(5, help="Patient-wise CV folds before the final fit; 0 skips."),
+    records: str = typer.Option(None, help="Comma-separated records (default: all)."),
+    class_weight_power: float = typer.Option(0.6, help="Class weights = (1/frequency)^power."),
+    threads: int = typer.Option(2),
+    cache_dir: Path = typer.Option(_DEFAULT_CACHE),
+) -> None:
+    """Train the beat classifier (patient-wise CV report, then a final fit on all records)."""
+    from models import data as md
+    from models.evaluation import beat_metrics
+    from models.packaging import save_model
+    from models.runtime import beat_metadata
+    from models.training import BeatTrainConfig, cross_validate_beats, train_beat_model
+
+    _torch_threads(threads)
+    data_dir = Path(data_dir or _data_root() / "mitdb")
+    noise_dir = Path(noise_dir or data_dir.parent / "nstdb")
+    recs = _split_records(records) or md.list_mitdb_records(data_dir)
+    beats = md.load_mitdb_beats(data_dir, recs, cache_dir)
+    noise = md.load_noise(noise_dir) if noise_dir.exists() else None
+    cfg = BeatTrainConfig(epochs=epochs, class_weight_power=class_weight_power)
+    report: dict[str, Any] = {}
+    t0 = time.time()
+    if cv_folds > 1:
+        with _progress("beats CV") as cb:
+            cv = cross_validate_beats(beats, noise, cv_folds, seed, cfg, cb)
+        report = beat_metrics(cv.y_true, cv.y_pred, cv.records)
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        np.savez(Path(cache_dir) / f"beats_cv_predictions_seed{seed}.npz", probs=cv.probs,
+                 labels=cv.y_true, records=cv.records)
+        report["per_record_errors"] = {
+            r: {"n": int((cv.records == r).sum()),
+                "wrong": int(((cv.y_pred != cv.y_true) & (cv.records == r)).sum())}
+            for r in sorted(set(cv.records.tolist()))}
+        report["folds"] = {str(f): sorted(r for r, g in cv.folds.items() if g == f)
+                           for f in range(cv_folds)}
+        report["fold_design"] = (f"{cv_folds} folds grouped by record (patient-wise), greedy "
+                                 "balancing of S/V beats across folds")
+    with _progress("beats final") as cb:
+        model = train_beat_model(beats, noise, seed, cfg, cb)
+    meta = beat_metadata(seed=seed, epochs=epochs, class_weight_power=class_weight_power,
+                         records=recs, noise=noise is not None,
+                         n_beats=int(beats.labels.size),
+                         class_counts=np.bincount(beats.labels, minlength=5).tolist(),
+                         cv=report, train_seconds=round(time.time() - t0, 1))
+    path = save_model(model, out, "beats", meta)
+    _emit({"weights": str(path), "cv": report, "records": len(recs)}, True)
+
+
+def eval_beats(
+    data_dir: Path = typer.Option(None, help="MIT-BIH folder (default <data_dir>/mitdb)."),
+    records: str = typer.Option(None, help="Comma-separated records (default: all)."),
+    as_json: bool = typer.Option(False, "--json"),
+    cv: bool = typer.Option(False, "--cv", help="Patient-wise CV: retrain per held-out fold."),
+    cv_folds: int = typer.Option(5),
+    epochs: int = typer.Option(12),
+    seed: int = typer.Option(7),
+    threads: int = typer.Option(2),
+    cache_dir: Path = typer.Option(_DEFAULT_CACHE),
+) -> None:
+    """Score the beat classifier at the reference beat positions (Se/PPV in percent)."""
+    from models import data as md
+    from models.evaluation import beat_metrics
+    from models.runtime import ModelRuntime
+    from models.training import BeatTrainConfig, cross_validate_beats
+
+    _torch_threads(threads)
+    data_dir = Path(data_dir or _data_root() / "mitdb")
+    recs = _split_records(records) or md.list_mitdb_records(data_dir)
+    beats = md.load_mitdb_beats(data_dir, recs, cache_dir)
+    runtime = ModelRuntime.load_default()
+    if cv:
+        noise_dir = data_dir.parent / "nstdb"
+        noise = md.load_noise(noise_dir) if noise_dir.exists() else None
+        with _progress("beats CV") as cb:
+            res = cross_validate_beats(beats, noise, cv_folds, seed,
+                                       BeatTrainConfig(epochs=epochs), cb)
+        y_pred = res.y_pred
+    else:
+        y_pred = runtime.predict_beats(beats.segments, beats.rr).argmax(axis=1)
+    m = beat_metrics(beats.labels, y_pred, beats.records)
+    out = {"records": len(recs), "beats": int(beats.labels.size), "classes": m["classes"],
+           "accuracy": m["accuracy"], "model_version": runtime.model_version,
+           "mode": f"cv{cv_folds}" if cv else "shipped-weights",
+           "confusion": m["confusion"]}
+    _emit(out, as_json)
+
+
+def train_rhythm(
+    data_dir: Path = typer.Option(None, help="CinC 2017 folder (default <data_dir>/cinc2017)."),
+    out: Path = typer.Option(Path("models/weights"), help="Where rhythm.pt/.json are written."),
+    seed: int = typer.Option(7),
+    epochs: int = typer.Option(40),
+    cv_folds: int = typer.Option(5, help="Held-out CV folds before the final fit; 0 skips."),
+    threads: int = typer.Option(2),
+    cache_dir: Path = typer.Option(_DEFAULT_CACHE),
+) -> None:
+    """Train the rhythm classifier (CV report, then a final fit on all recordings)."""
+    from models import data as md
+    from models.evaluation import rhythm_metrics
+    from models.packaging import save_model
+    from models.runtime import rhythm_metadata
+    from models.training import RhythmTrainConfig, cross_validate_rhythm, train_rhythm_model
+
+    _torch_threads(threads)
+    data_dir = Path(data_dir or _data_root() / "cinc2017")
+    names, signals, labels = md.load_cinc2017(data_dir, cache_dir=cache_dir)
+    cfg = RhythmTrainConfig(epochs=epochs)
+    report: dict[str, Any] = {}
+    t0 = time.time()
+    if cv_folds > 1:
+        with _progress("rhythm CV") as cb:
+            folds, probs = cross_validate_rhythm(signals, labels, cv_folds, seed, cfg, cb)
+        report = rhythm_metrics(labels, probs.argmax(axis=1))
+        report["fold_design"] = (f"{cv_folds} folds stratified by label, one recording per "
+                                 f"fold (seed {seed})")
+        report["held_out_records"] = {str(f): [names[i] for i in np.flatnonzero(folds == f)]
+                                      for f in range(cv_folds)}
+    with _progress("rhythm final") as cb:
+        model = train_rhythm_model(signals, labels, seed, cfg, cb)
+    cv_summary = {k: v for k, v in report.items() if k != "held_out_records"}
+    meta = rhythm_metadata(seed=seed, epochs=epochs, n_records=len(names),
+                           class_counts=np.bincount(labels, minlength=4).tolist(),
+                           cv=cv_summary, train_seconds=round(time.time() - t0, 1))
+    path = save_model(model, out, "rhythm", meta)
+    if report:
+        (Path(out) / "rhythm_cv_folds.json").write_text(
+            json.dumps(report["held_out_records"]) + "\n")
+    _emit({"weights": str(path), "cv": cv_summary, "records": len(names)}, True)
+
+
+def eval_rhythm(
+    data_dir: Path = typer.Option(None, help="CinC 2017 folder (default <data_dir>/cinc2017)."),
+    records: str = typer.Option(None, help="Comma-separated records (default: all)."),
+    as_json: bool = typer.Option(False, "--json"),
+    cv: bool = typer.Option(False, "--cv", help="Held-out CV: retrain per fold."),
+    cv_folds: int = typer.Option(5),
+    epochs: int = typer.Option(40),
+    seed: int = typer.Option(7),
+    threads: int = typer.Option(2),
+    cache_dir: Path = typer.Option(_DEFAULT_CACHE),
+) -> None:
+    """Score the rhythm classifier per recording (crops averaged), F1 as in CinC 2017."""
+    from models import data as md
+    from models.evaluation import rhythm_metrics
+    from models.runtime import ModelRuntime
+    from models.training import RhythmTrainConfig, cross_validate_rhythm, eval_crops
+
+    _torch_threads(threads)
+    data_dir = Path(data_dir or _data_root() / "cinc2017")
+    recs = _split_records(records)
+    names, signals, labels = md.load_cinc2017(data_dir, recs, cache_dir=cache_dir)
+    runtime = ModelRuntime.load_default()
+    if cv:
+        with _progress("rhythm CV") as cb:
+            _, probs = cross_validate_rhythm(signals, labels, cv_folds, seed,
+                                             RhythmTrainConfig(epochs=epochs), cb)
+    else:
+        probs = np.zeros((len(signals), 4), dtype=np.float32)
+        with _progress("rhythm eval") as cb:
+            for i, x in enumerate(signals):
+                crops = eval_crops(x)[:, None, :].astype(np.float32)
+                probs[i] = runtime.predict_rhythm(crops).mean(axis=0)
+                cb(i + 1, len(signals), "")
+    m = rhythm_metrics(labels, probs.argmax(axis=1))
+    out = {"records": len(names), "f1": m["f1"], "f1_mean_nao": m["f1_mean_nao"],
+           "f1_ci95": m["f1_ci95"], "f1_mean_nao_ci95": m["f1_mean_nao_ci95"],
+           "model_version": runtime.model_version,
+           "mode": f"cv{cv_folds}" if cv else "shipped-weights", "confusion": m["confusion"]}
+    _emit(out, as_json)

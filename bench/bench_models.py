@@ -1,0 +1,110 @@
+"""Model inference speed on this CPU, and how many patients one core sustains.
+
+Prints, side by side in one run: ms per item for the beat model and the rhythm model at
+batch sizes 1, 64 and 512, ms per window for the whole ``ModelRuntime.analyse`` path
+(band-pass, segments, both models, VF features), and the real-time patients per core
+assuming ~1.2 beats/s per patient and one 10-s rhythm window per 2-s hop.
+
+Run: ``.venv/bin/python bench/bench_models.py [--json]`` (single torch thread = one core).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+
+from models import preprocess as pp
+from models.runtime import ModelRuntime
+from stream.window_analysis import WindowAnalysis
+
+BATCHES = (1, 64, 512)
+BEATS_PER_S = 1.2
+HOP_S = 2.0
+
+
+def _time(fn, min_seconds: float = 1.0) -> float:
+    """Median seconds per call over repeated calls (after one warm-up)."""
+    fn()
+    times = []
+    start = time.perf_counter()
+    while time.perf_counter() - start < min_seconds or len(times) < 3:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def _window(patient: str, t_ms: int, rng: np.random.Generator) -> WindowAnalysis:
+    fs = pp.ECG_FS
+    n = int(10 * fs)
+    rr = 1 / BEATS_PER_S
+    beats = np.arange(0.3, 10.0, rr) + rng.uniform(-0.02, 0.02)
+    samples = np.round(beats * fs).astype(np.int64)
+    k = np.arange(n)
+    x = rng.normal(0, 0.02, n)
+    for s in samples:
+        x += np.exp(-0.5 * ((k - s) / 3.0) ** 2)
+    return WindowAnalysis(patient_id=patient, t_ms=t_ms, window_s=10.0, ecg_fs=fs,
+                          ecg_window=x.astype(np.float32), beat_samples=samples,
+                          beat_is_new=beats >= 10.0 - HOP_S - rr,
+                          rr_history_ms=np.full(8, rr * 1000))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    rt = ModelRuntime.load_default()
+    rng = np.random.default_rng(0)
+    rows = []
+    for b in BATCHES:
+        seg = rng.normal(size=(b, 1, pp.BEAT_LEN)).astype(np.float32)
+        rr = pp.beat_context(np.full(b, 0.8), np.full(b, 0.8), np.full(b, 0.8), seg, seg)
+        x = rng.normal(size=(b, 1, pp.RHYTHM_LEN)).astype(np.float32)
+        t_beat = _time(lambda seg=seg, rr=rr: rt.predict_beats(seg, rr))
+        t_rhythm = _time(lambda x=x: rt.predict_rhythm(x))
+        windows = [_window(f"p{i}", 10_000, rng) for i in range(b)]
+
+        def run_analyse(windows=windows) -> None:
+            rt._patients.clear()  # every call classifies the same new beats again
+            rt.analyse(windows)
+
+        t_an = _time(run_analyse)
+        rows.append({
+            "batch": b,
+            "beat_ms_per_beat": round(1000 * t_beat / b, 4),
+            "rhythm_ms_per_window": round(1000 * t_rhythm / b, 3),
+            "analyse_ms_per_window": round(1000 * t_an / b, 3),
+        })
+    big = rows[-1]
+    model_only_ms_per_patient_s = (BEATS_PER_S * big["beat_ms_per_beat"]
+                                   + big["rhythm_ms_per_window"] / HOP_S)
+    full_ms_per_patient_s = big["analyse_ms_per_window"] / HOP_S
+    result = {
+        "torch_threads": torch.get_num_threads(),
+        "model_version": rt.model_version,
+        "rows": rows,
+        "assumptions": {"beats_per_s_per_patient": BEATS_PER_S, "hop_s": HOP_S},
+        "patients_per_core_models_only": int(1000 / model_only_ms_per_patient_s),
+        "patients_per_core_full_analyse": int(1000 / full_ms_per_patient_s),
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    print(f"model {rt.model_version}, {result['torch_threads']} torch thread")
+    print(f"{'batch':>6} {'beat ms/beat':>14} {'rhythm ms/win':>14} {'analyse ms/win':>15}")
+    for r in rows:
+        print(f"{r['batch']:>6} {r['beat_ms_per_beat']:>14.4f} {r['rhythm_ms_per_window']:>14.3f} "
+              f"{r['analyse_ms_per_window']:>15.3f}")
+    print(f"real-time patients per core (batch 512): models only "
+          f"{result['patients_per_core_models_only']}, full analyse "
+          f"{result['patients_per_core_full_analyse']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""Dataset readers for model training and evaluation (MIT-BIH, NSTDB noise, CinC 2017).
+
+They read the original PhysioNet files from a data folder given by the caller and return
+numpy arrays already passed through :mod:`models.preprocess`, so training, evaluation and
+the runtime share one preprocessing path. Nothing here is imported by the runtime.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.io
+import wfdb
+
+from models import preprocess as pp
+
+BEAT_CLASSES = ("N", "S", "V", "F", "Q")
+RHYTHM_CLASSES = ("N", "A", "O", "~")
+
+# AAMI EC57 mapping of MIT-BIH beat symbols (data README).
+AAMI_MAP: dict[str, str] = {
+    **dict.fromkeys("NLRej", "N"),
+    **dict.fromkeys("AaJS", "S"),
+    **dict.fromkeys("VE", "V"),
+    "F": "F",
+    **dict.fromkeys("/fQ", "Q"),
+}
+
+MITDB_RECORDS = (
+    "101", "102", "104", "106", "107", "108", "109", "112", "114", "115", "116", "118", "119",
+    "122", "124", "201", "203", "205", "207", "208", "209", "215", "217", "220", "223", "230",
+)
+PACED_RECORDS = ("102", "104", "107", "217")
+
+
+@dataclass(slots=True)
+class BeatSet:
+    """Beats of one or more records, ready for the beat model."""
+
+    segments: np.ndarray  # (n, 1, BEAT_LEN) float32
+    rr: np.ndarray  # (n, N_CONTEXT_FEATURES) float32: RR + morphology-vs-template
+    labels: np.ndarray  # (n,) int64 index into BEAT_CLASSES
+    records: np.ndarray  # (n,) str record name
+    r_samples: np.ndarray  # (n,) int64 R positions at ECG_FS (for jitter augmentation)
+
+    def subset(self, mask: np.ndarray) -> BeatSet:
+        return BeatSet(self.segments[mask], self.rr[mask], self.labels[mask],
+                       self.records[mask], self.r_samples[mask])
+
+    @staticmethod
+    def concat(parts: Sequence[BeatSet]) -> BeatSet:
+        return BeatSet(*(np.concatenate([getattr(p, f) for p in parts]) for f in
+                         ("segments", "rr", "labels", "records", "r_samples")))
+
+
+def list_mitdb_records(data_dir: Path) -> list[str]:
+    return sorted(p.stem for p in Path(data_dir).glob("*.hea"))
+
+
+def load_mitdb_ecg(data_dir: Path, record: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Lead MLII (channel 0) resampled to ECG_FS and band-passed, with all annotation
+    positions (at ECG_FS) and symbols."""
+    rec = wfdb.rdrecord(str(Path(data_dir) / record), channels=[0])
+    ann = wfdb.rdann(str(Path(data_dir) / record), "atr")
+    fs = float(rec.fs)
+    ecg = pp.ecg_bandpass(pp.ecg_resample(rec.p_signal[:, 0], fs))
+    pos = np.round(np.asarray(ann.sample) * pp.ECG_FS / fs).astype(np.int64)
+    return ecg, pos, list(ann.symbol)
+
+
+def rolling_median(x: np.ndarray, half: int) -> np.ndarray:
+    out = np.empty_like(x, dtype=np.float64)
+    for i in range(x.size):
+        out[i] = np.median(x[max(0, i - half): i + half + 1])
+    return out
+
+
+def beats_from_signal(ecg: np.ndarray, r: np.ndarray, labels: np.ndarray, record: str,
+                      jitter: int = 0, rng: np.random.Generator | None = None) -> BeatSet:
+    """Beat segments + RR features for all beats but the first and last of a record.
+
+    The amplitude scale is the median QRS amplitude of the ~11 surrounding beats, which
+    is what the runtime can compute over one 10-s window.
+    """
+    rr = np.diff(r) / pp.ECG_FS
+    local = pp.local_rr(rr)
+    keep = np.arange(1, r.size - 1)
+    centres = r[keep].copy()
+    if jitter and rng is not None:
+        centres = centres + rng.integers(-jitter, jitter + 1, size=centres.size)
+    amps = pp.qrs_amplitudes(ecg, r)
+    scales = rolling_median(amps, pp.TEMPLATE_HALF_BEATS)
+    seg_all = pp.beat_segments(ecg, r, scales)
+    templates = pp.beat_templates(seg_all)[keep]
+    seg = pp.beat_segments(ecg, centres, scales[keep]) if jitter else seg_all[keep]
+    feats = pp.beat_context(rr[keep - 1], rr[keep], local[keep - 1], seg, templates)
+    return BeatSet(seg, feats, labels[keep], np.full(keep.size, record), r[keep])
+
+
+def load_mitdb_beats(data_dir: Path, records: Sequence[str], cache_dir: Path | None = None,
+                     ) -> BeatSet:
+    """All AAMI-labelled beats of ``records`` (reference R positions), cached as .npz."""
+    parts = []
+    for record in records:
+        cache = Path(cache_dir) / f"mitdb_v2_{record}.npz" if cache_dir else None
+        if cache is not None and cache.exists():
+            z = np.load(cache)
+            parts.append(BeatSet(z["segments"], z["rr"], z["labels"], z["records"],
+                                 z["r_samples"]))
+            continue
+        ecg, pos, symbols = load_mitdb_ecg(data_dir, record)
+        is_beat = np.array([s in AAMI_MAP for s in symbols])
+        r = pos[is_beat]
+        labels = np.array([BEAT_CLASSES.index(AAMI_MAP[s]) for s, b in zip(symbols, is_beat,
+                                                                           strict=True) if b],
+                          dtype=np.int64)
+        bs = beats_from_signal(ecg, r, labels, record)
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(cache, segments=bs.segments, rr=bs.rr, labels=bs.labels,
+                     records=bs.records, r_samples=bs.r_samples)
+        parts.append(bs)
+    return BeatSet.concat(parts)
+
+
+def load_noise(nstdb_dir: Path) -> np.ndarray:
+    """NSTDB baseline-wander and muscle-artefact noise (both channels), at ECG_FS,
+    band-passed like the ECG and scaled to unit standard deviation; shape (4, n)."""
+    rows = []
+    for name in ("bw", "ma"):
+        rec = wfdb.rdrecord(str(Path(nstdb_dir) / name))
+        for ch in range(rec.p_signal.shape[1]):
+            x = pp.ecg_bandpass(pp.ecg_resample(rec.p_signal[:, ch], float(rec.fs)))
+            rows.append(x / (np.std(x) + 1e-9))
+    n = min(r.size for r in rows)
+    return np.stack([r[:n] for r in rows]).astype(np.float32)
+
+
+def read_cinc2017_reference(data_dir: Path) -> list[tuple[str, str]]:
+    with open(Path(data_dir) / "REFERENCE.csv", newline="") as fh:
+        return [(row[0], row[1]) for row in csv.reader(fh) if row]
+
+
+def load_cinc2017_ecg(data_dir: Path, record: str) -> np.ndarray:
+    """One CinC 2017 recording at ECG_FS, band-passed (float32). The .mat holds ADC
+    units (1000/mV); the rhythm model normalises scale per window anyway."""
+    mat = scipy.io.loadmat(str(Path(data_dir) / f"{record}.mat"))
+    x = np.asarray(mat["val"], dtype=np.float64).ravel() / 1000.0
+    return pp.ecg_bandpass(pp.ecg_resample(x, 300.0)).astype(np.float32)
+
+
+def load_cinc2017(data_dir: Path, records: Sequence[str] | None = None,
+                  cache_dir: Path | None = None) -> tuple[list[str], list[np.ndarray], np.ndarray]:
+    """(record names, signals at ECG_FS, label indices) for the listed or all records."""
+    ref = read_cinc2017_reference(data_dir)
+    if records is not None:
+        wanted = set(records)
+        ref = [r for r in ref if r[0] in wanted]
+    cache = Path(cache_dir) / "cinc2017.npz" if cache_dir else None
+    cached: dict[str, np.ndarray] = {}
+    if cache is not None and cache.exists():
+        z = np.load(cache, allow_pickle=False)
+        cached = {k: z[k] for k in z.files}
+    names, sigs, labels = [], [], []
+    missing = False
+    for name, label in ref:
+        if name in cached:
+            x = cached[name]
+        else:
+            x = load_cinc2017_ecg(data_dir, name)
+            cached[name] = x
+            missing = True
+        names.append(name)
+        sigs.append(x)
+        labels.append(RHYTHM_CLASSES.index(label))
+    if cache is not None and missing:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, **cached)
+    return names, sigs, np.array(labels, dtype=np.int64)

@@ -1,0 +1,310 @@
+"""Batched inference runtime: beat classes, V runs, rhythm and VF for many patients.
+
+:meth:`ModelRuntime.analyse` takes the windows of one worker poll (all patients) and runs
+one forward pass for all beats to classify and one for all rhythm windows. Beats are
+classified once: a beat flagged ``beat_is_new`` whose post-RR or segment tail is not yet
+in the window (the last beat of a window) is deferred and classified from the next
+window of that patient; classes are cached by event time so V runs can be computed over
+all beats of a window.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from models import preprocess as pp
+from models.architecture import BeatNet, RhythmNet
+from models.packaging import WEIGHTS_DIR, load_metadata, load_state
+from models.vf import VfModel
+from stream.window_analysis import WindowAnalysis
+
+BEAT_CLASSES = ("N", "S", "V", "F", "Q")
+RHYTHM_CLASSES = ("N", "A", "O", "~")
+BEAT_VERSION = "beats-1.0.0"
+RHYTHM_VERSION = "rhythm-1.0.0"
+
+_MATCH_MS = 40.0  # the same beat seen in two windows (R position jitter of the detector)
+_MAX_PATIENTS = 100_000  # LRU bound on the per-patient beat memory
+_PREDICT_CHUNK = 4096
+
+
+@dataclass(slots=True)
+class ModelOutputs:
+    beat_counts: dict[str, int] = field(default_factory=dict)
+    v_run_length: int = 0
+    v_run_rate_bpm: float | None = None
+    rhythm: str | None = None
+    rhythm_probs: dict[str, float] = field(default_factory=dict)
+    vf_score: float | None = None
+    vf_seconds: float = 0.0
+
+
+@dataclass(slots=True)
+class _PatientBeats:
+    """Recent beats of one patient: event times (ms) and classes, plus deferred beats."""
+
+    times: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    classes: list[str] = field(default_factory=list)
+    pending: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    def class_at(self, t: float) -> str | None:
+        if self.times.size == 0:
+            return None
+        i = int(np.argmin(np.abs(self.times - t)))
+        return self.classes[i] if abs(self.times[i] - t) <= _MATCH_MS else None
+
+    def is_pending(self, t: float) -> bool:
+        return bool(self.pending.size) and bool(np.min(np.abs(self.pending - t)) <= _MATCH_MS)
+
+    def prune(self, older_than_ms: float) -> None:
+        keep = self.times >= older_than_ms
+        self.times = self.times[keep]
+        self.classes = [c for c, k in zip(self.classes, keep, strict=True) if k]
+        self.pending = self.pending[self.pending >= older_than_ms]
+
+
+def beat_metadata(**extra: Any) -> dict[str, Any]:
+    return {
+        "version": BEAT_VERSION,
+        "classes": list(BEAT_CLASSES),
+        "architecture": "BeatNet: 4-layer 1D-CNN on the beat segment + RR-feature MLP",
+        "input": {"segment": {"shape": [None, 1, pp.BEAT_LEN], "dtype": "float32",
+                              "fs_hz": pp.ECG_FS, "samples_before_r": pp.BEAT_PRE,
+                              "samples_after_r": pp.BEAT_POST,
+                              "preprocessing": "0.5-40 Hz band-pass, minus segment median, "
+                                               "divided by the local median QRS "
+                                               "peak-to-peak amplitude"},
+                  "rr": {"shape": [None, pp.N_CONTEXT_FEATURES],
+                         "features": list(pp.CONTEXT_FEATURES),
+                         "template": "median beat of the ~11 beats around the beat (runtime: "
+                                     "of all beats in the window)",
+                         "local_rr": f"median of the last {pp.LOCAL_RR_BEATS} RR intervals"}},
+        **extra,
+    }
+
+
+def rhythm_metadata(**extra: Any) -> dict[str, Any]:
+    return {
+        "version": RHYTHM_VERSION,
+        "classes": list(RHYTHM_CLASSES),
+        "architecture": "RhythmNet: residual 1D-CNN (5 blocks), mean+max pooling",
+        "input": {"shape": [None, 1, pp.RHYTHM_LEN], "dtype": "float32", "fs_hz": pp.ECG_FS,
+                  "preprocessing": "0.5-40 Hz band-pass; per-window median removed and "
+                                   "divided by the 99th percentile of |x| (done inside "
+                                   "predict_rhythm)"},
+        **extra,
+    }
+
+
+def _check_array(name: str, x: Any, ndim: int, tail: tuple[int | None, ...]) -> np.ndarray:
+    if not isinstance(x, np.ndarray):
+        raise ValueError(f"{name} must be a numpy array, got {type(x).__name__}")
+    if x.dtype != np.float32:
+        raise ValueError(f"{name} must be float32, got {x.dtype}")
+    if x.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, got shape {x.shape}")
+    for axis, want in enumerate(tail, start=1):
+        if want is not None and x.shape[axis] != want:
+            raise ValueError(f"{name} dimension {axis} must be {want}, got shape {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return x
+
+
+class ModelRuntime:
+    def __init__(self, beat_model: BeatNet, rhythm_model: RhythmNet, vf_model: VfModel,
+                 beat_meta: dict[str, Any], rhythm_meta: dict[str, Any]):
+        self.beat_model = beat_model.eval()
+        self.rhythm_model = rhythm_model.eval()
+        self.vf_model = vf_model
+        self.beat_meta = beat_meta
+        self.rhythm_meta = rhythm_meta
+        self._patients: OrderedDict[str, _PatientBeats] = OrderedDict()
+
+    @classmethod
+    def load_default(cls, weights_dir: Path | None = None) -> ModelRuntime:
+        """Load the committed weights from ``models/weights``."""
+        wd = Path(weights_dir or WEIGHTS_DIR)
+        beat = BeatNet()
+        beat.load_state_dict(load_state(wd, "beats"))
+        rhythm = RhythmNet()
+        rhythm.load_state_dict(load_state(wd, "rhythm"))
+        return cls(beat, rhythm, VfModel.load(wd / "vf.json"), load_metadata(wd, "beats"),
+                   load_metadata(wd, "rhythm"))
+
+    @property
+    def model_version(self) -> str:
+        return f"{self.beat_meta['version']}+{self.rhythm_meta['version']}+{self.vf_model.version}"
+
+    # ---------------------------------------------------------------- batched forward
+    def predict_beats(self, segments: np.ndarray, rr: np.ndarray) -> np.ndarray:
+        """Class probabilities ``(n, 5)`` for normalised beat segments ``(n, 1, BEAT_LEN)``
+        (see :func:`models.preprocess.beat_segments`) and context features ``(n, 10)``
+        (:func:`models.preprocess.beat_context`: RR features, then morphology vs the local
+        template beat)."""
+        _check_array("segments", segments, 3, (1, pp.BEAT_LEN))
+        _check_array("rr", rr, 2, (pp.N_CONTEXT_FEATURES,))
+        if rr.shape[0] != segments.shape[0]:
+            raise ValueError(f"segments and rr disagree on n: {segments.shape[0]} vs {rr.shape[0]}")
+        out = np.zeros((segments.shape[0], len(BEAT_CLASSES)), dtype=np.float32)
+        with torch.inference_mode():
+            for i in range(0, segments.shape[0], _PREDICT_CHUNK):
+                logits = self.beat_model(torch.from_numpy(segments[i:i + _PREDICT_CHUNK]),
+                                         torch.from_numpy(rr[i:i + _PREDICT_CHUNK]))
+                out[i:i + _PREDICT_CHUNK] = torch.softmax(logits, dim=1).numpy()
+        return out
+
+    def predict_rhythm(self, x: np.ndarray) -> np.ndarray:
+        """Rhythm probabilities ``(n, 4)`` for band-passed ECG windows ``(n, 1, L)`` at
+        250 Hz (L = 2500 for 10 s; per-window normalisation is applied here)."""
+        _check_array("x", x, 3, (1, None))
+        if x.shape[2] < int(2 * pp.ECG_FS):
+            raise ValueError(f"rhythm windows must be at least 2 s ({int(2 * pp.ECG_FS)} "
+                             f"samples), got {x.shape[2]}")
+        xn = pp.rhythm_normalise(x)
+        out = np.zeros((x.shape[0], len(RHYTHM_CLASSES)), dtype=np.float32)
+        with torch.inference_mode():
+            for i in range(0, x.shape[0], _PREDICT_CHUNK):
+                logits = self.rhythm_model(torch.from_numpy(xn[i:i + _PREDICT_CHUNK]))
+                out[i:i + _PREDICT_CHUNK] = torch.softmax(logits, dim=1).numpy()
+        return out
+
+    # ---------------------------------------------------------------- window analysis
+    def _memory(self, patient_id: str) -> _PatientBeats:
+        mem = self._patients.get(patient_id)
+        if mem is None:
+            mem = _PatientBeats()
+            self._patients[patient_id] = mem
+            if len(self._patients) > _MAX_PATIENTS:
+                self._patients.popitem(last=False)
+        else:
+            self._patients.move_to_end(patient_id)
+        return mem
+
+    def analyse(self, windows: Sequence[WindowAnalysis]) -> list[ModelOutputs]:
+        """Model outputs for each window (same order), batched across all windows."""
+        outputs = [ModelOutputs() for _ in windows]
+        seg_parts: list[np.ndarray] = []
+        rr_parts: list[np.ndarray] = []
+        owners: list[tuple[int, float]] = []  # (window index, beat time ms) per beat row
+        rhythm_rows: list[np.ndarray] = []
+        rhythm_owner: list[int] = []
+        prepared: list[tuple[int, np.ndarray, np.ndarray, float] | None] = []
+
+        for wi, w in enumerate(windows):
+            if w.ecg_window is None or not w.ecg_fs or len(w.ecg_window) < int(w.ecg_fs):
+                prepared.append(None)
+                continue
+            fs = float(w.ecg_fs)
+            x = np.asarray(w.ecg_window, dtype=np.float64)
+            if not np.all(np.isfinite(x)):
+                prepared.append(None)
+                continue
+            x = pp.ecg_bandpass(pp.ecg_resample(x, fs))
+            r = np.round(np.asarray(w.beat_samples, dtype=np.float64) * pp.ECG_FS / fs)
+            r = r.astype(np.int64)
+            is_new = np.asarray(w.beat_is_new, dtype=bool)
+            if is_new.size != r.size:
+                raise ValueError(f"window {w.patient_id}@{w.t_ms}: beat_is_new has "
+                                 f"{is_new.size} entries for {r.size} beats")
+            start_ms = w.t_ms - w.window_s * 1000.0
+            times = start_ms + r * 1000.0 / pp.ECG_FS
+            prepared.append((wi, x, times, start_ms))
+            mem = self._memory(w.patient_id)
+            seq = np.concatenate([np.asarray(w.rr_history_ms, dtype=np.float64) / 1000.0,
+                                  np.diff(r) / pp.ECG_FS])
+            n_hist = len(w.rr_history_ms)
+            todo = []
+            for i in range(r.size):
+                t = float(times[i])
+                wanted = bool(is_new[i]) or mem.is_pending(t)
+                if not wanted or mem.class_at(t) is not None:
+                    continue
+                j = n_hist + i - 1  # index of this beat's pre-RR in seq
+                # The tail (post-RR and the T wave) must be in the window; a missing head
+                # only happens in a patient's first window and is edge-padded.
+                ready = i + 1 < r.size and j >= 0 and r[i] + pp.BEAT_POST <= x.size
+                if ready:
+                    todo.append((i, j))
+                elif is_new[i] and not mem.is_pending(t):
+                    mem.pending = np.append(mem.pending, t)
+            if todo:
+                idx = np.array([i for i, _ in todo])
+                js = np.array([j for _, j in todo])
+                scale = pp.beat_scale(pp.qrs_amplitudes(x, r))
+                local = np.array([np.median(seq[max(0, j - pp.LOCAL_RR_BEATS + 1): j + 1])
+                                  for j in js])
+                seg_all = pp.beat_segments(x, r, scale)
+                template = np.broadcast_to(np.median(seg_all, axis=0),
+                                           (idx.size, *seg_all.shape[1:]))
+                seg = seg_all[idx]
+                seg_parts.append(seg)
+                rr_parts.append(pp.beat_context(seq[js], np.diff(r)[idx] / pp.ECG_FS, local,
+                                                seg, template))
+                owners.extend((wi, float(times[i])) for i in idx)
+            crop = x[-pp.RHYTHM_LEN:] if x.size >= pp.RHYTHM_LEN else pp.fit_length(
+                x, pp.RHYTHM_LEN)
+            if x.size >= int(2 * pp.ECG_FS):
+                rhythm_rows.append(crop.astype(np.float32))
+                rhythm_owner.append(wi)
+            outputs[wi].vf_score, outputs[wi].vf_seconds = self.vf_model.analyse(x)
+
+        if seg_parts:
+            probs = self.predict_beats(np.concatenate(seg_parts), np.concatenate(rr_parts))
+            labels = probs.argmax(axis=1)
+            for (wi, t), k in zip(owners, labels, strict=True):
+                cls = BEAT_CLASSES[int(k)]
+                mem = self._memory(windows[wi].patient_id)
+                mem.times = np.append(mem.times, t)
+                mem.classes.append(cls)
+                if mem.pending.size:
+                    mem.pending = mem.pending[np.abs(mem.pending - t) > _MATCH_MS]
+                counts = outputs[wi].beat_counts
+                counts[cls] = counts.get(cls, 0) + 1
+
+        if rhythm_rows:
+            rprobs = self.predict_rhythm(np.stack(rhythm_rows)[:, None, :])
+            for wi, p in zip(rhythm_owner, rprobs, strict=True):
+                outputs[wi].rhythm = RHYTHM_CLASSES[int(np.argmax(p))]
+                outputs[wi].rhythm_probs = {c: round(float(v), 4)
+                                            for c, v in zip(RHYTHM_CLASSES, p, strict=True)}
+
+        for item in prepared:
+            if item is None:
+                continue
+            wi, _, times, start_ms = item
+            mem = self._memory(windows[wi].patient_id)
+            length, rate = _longest_v_run(times, [mem.class_at(float(t)) for t in times])
+            outputs[wi].v_run_length = length
+            outputs[wi].v_run_rate_bpm = rate
+            # Keep one window of history before this window for deferred/overlapping beats.
+            mem.prune(start_ms - windows[wi].window_s * 1000.0)
+        return outputs
+
+
+def _longest_v_run(times_ms: np.ndarray, classes: Sequence[str | None]) -> tuple[int, float | None]:
+    """Longest run of consecutive V beats and its mean rate (bpm)."""
+    best, best_rate = 0, None
+    i = 0
+    n = len(classes)
+    while i < n:
+        if classes[i] != "V":
+            i += 1
+            continue
+        j = i
+        while j + 1 < n and classes[j + 1] == "V":
+            j += 1
+        length = j - i + 1
+        if length > best:
+            best = length
+            span = (times_ms[j] - times_ms[i]) / 1000.0
+            best_rate = round(60.0 * (length - 1) / span, 1) if length > 1 and span > 0 else None
+        i = j + 1
+    return best, best_rate

@@ -1,0 +1,278 @@
+"""Training loops for the beat and rhythm models, and patient-wise fold design.
+
+Deterministic given the seed (single-threaded data order, seeded torch). Progress is
+reported through an optional callback so the CLI can draw a bar on stderr.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from models import preprocess as pp
+from models.architecture import BeatNet, RhythmNet
+from models.data import BEAT_CLASSES, RHYTHM_CLASSES, BeatSet
+
+Progress = Callable[[int, int, str], None]  # (step, total, message)
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+
+
+def record_folds(records: np.ndarray, labels: np.ndarray, k: int) -> dict[str, int]:
+    """Patient-wise folds: every record in exactly one fold.
+
+    Greedy balancing so each fold holds a share of the rare classes: records sorted by
+    their S count (then V, then F), each assigned to the fold with the fewest S (then V)
+    beats so far. Deterministic (ties broken by record name).
+    """
+    names = sorted(set(records.tolist()))
+    counts = {r: np.bincount(labels[records == r], minlength=len(BEAT_CLASSES)) for r in names}
+    order = sorted(names, key=lambda r: (-counts[r][1], -counts[r][2], -counts[r][3], r))
+    totals = np.zeros((k, len(BEAT_CLASSES)))
+    n_records = np.zeros(k)
+    folds: dict[str, int] = {}
+    for r in order:
+        c = counts[r]
+        key = 1 if c[1] > 0 else (2 if c[2] > 0 else 0)
+        f = int(np.lexsort((n_records, totals[:, 0], totals[:, key]))[0])
+        folds[r] = f
+        totals[f] += c
+        n_records[f] += 1
+    return folds
+
+
+def stratified_folds(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Fold index per recording, stratified by label (CinC 2017: one recording per
+    patient in the challenge training set as published)."""
+    rng = np.random.default_rng(seed)
+    folds = np.empty(labels.size, dtype=np.int64)
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        rng.shuffle(idx)
+        folds[idx] = np.arange(idx.size) % k
+    return folds
+
+
+def class_weights(labels: np.ndarray, n_classes: int, power: float) -> torch.Tensor:
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    w = np.where(counts > 0, (counts.sum() / np.maximum(counts, 1)) ** power, 0.0)
+    w = w / (w * counts).sum() * counts.sum()
+    return torch.tensor(w, dtype=torch.float32)
+
+
+@dataclass(slots=True)
+class BeatTrainConfig:
+    epochs: int = 12
+    batch_size: int = 256
+    lr: float = 2e-3
+    weight_decay: float = 1e-3
+    class_weight_power: float = 0.6
+    noise_prob: float = 0.5
+    noise_std: tuple[float, float] = (0.02, 0.3)  # relative to the unit QRS amplitude
+    max_shift: int = 3  # samples (12 ms): detected R peaks differ from the reference
+
+
+def _augment_beats(seg: np.ndarray, noise: np.ndarray | None, cfg: BeatTrainConfig,
+                   rng: np.random.Generator) -> np.ndarray:
+    n, _, length = seg.shape
+    out = seg.copy()
+    shifts = rng.integers(-cfg.max_shift, cfg.max_shift + 1, size=n)
+    idx = np.clip(np.arange(length)[None, :] - shifts[:, None], 0, length - 1)
+    out = np.take_along_axis(out[:, 0, :], idx, axis=1)[:, None, :]
+    out *= rng.uniform(0.8, 1.25, size=(n, 1, 1)).astype(np.float32)
+    if noise is not None:
+        use = rng.random(n) < cfg.noise_prob
+        m = int(use.sum())
+        if m:
+            rows = rng.integers(0, noise.shape[0], size=m)
+            starts = rng.integers(0, noise.shape[1] - length, size=m)
+            chunk = noise[rows[:, None], starts[:, None] + np.arange(length)[None, :]]
+            chunk = chunk - chunk.mean(axis=1, keepdims=True)
+            std = rng.uniform(*cfg.noise_std, size=(m, 1))
+            out[use, 0, :] += (chunk * std).astype(np.float32)
+    return out
+
+
+def train_beat_model(data: BeatSet, noise: np.ndarray | None, seed: int,
+                     cfg: BeatTrainConfig | None = None,
+                     progress: Progress | None = None) -> BeatNet:
+    cfg = cfg or BeatTrainConfig()
+    seed_everything(seed)
+    rng = np.random.default_rng(seed)
+    model = BeatNet()
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    n = data.labels.size
+    steps_per_epoch = math.ceil(n / cfg.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr,
+                                                total_steps=cfg.epochs * steps_per_epoch)
+    loss_fn = nn.CrossEntropyLoss(
+        weight=class_weights(data.labels, len(BEAT_CLASSES), cfg.class_weight_power))
+    rr_all = torch.from_numpy(data.rr)
+    y_all = torch.from_numpy(data.labels)
+    for epoch in range(cfg.epochs):
+        model.train()
+        order = rng.permutation(n)
+        total = 0.0
+        for b in range(steps_per_epoch):
+            idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            seg = torch.from_numpy(_augment_beats(data.segments[idx], noise, cfg, rng))
+            # Small heart-rate jitter on the absolute RR values (ratios are unchanged).
+            factor = np.ones((idx.size, rr_all.shape[1]), dtype=np.float32)
+            factor[:, :3] = rng.uniform(0.95, 1.05, size=(idx.size, 1))
+            rr = rr_all[idx] * torch.from_numpy(factor)
+            loss = loss_fn(model(seg, rr), y_all[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach()) * idx.size
+        if progress:
+            progress(epoch + 1, cfg.epochs, f"epoch {epoch + 1} loss {total / n:.4f}")
+    model.eval()
+    return model
+
+
+@torch.inference_mode()
+def beat_probs(model: BeatNet, segments: np.ndarray, rr: np.ndarray,
+               batch: int = 4096) -> np.ndarray:
+    model.eval()
+    out = []
+    for i in range(0, len(segments), batch):
+        logits = model(torch.from_numpy(segments[i:i + batch]), torch.from_numpy(rr[i:i + batch]))
+        out.append(torch.softmax(logits, dim=1).numpy())
+    return np.concatenate(out) if out else np.zeros((0, len(BEAT_CLASSES)), np.float32)
+
+
+@dataclass(slots=True)
+class RhythmTrainConfig:
+    epochs: int = 40
+    batch_size: int = 32
+    crops_per_record: int = 2
+    lr: float = 3e-3
+    weight_decay: float = 1e-3
+    class_weight_power: float = 0.5
+    flip_prob: float = 0.3  # CinC 2017 handheld leads are often inverted
+
+
+def random_crop(x: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
+    if x.size <= length:
+        return pp.fit_length(x, length)
+    start = int(rng.integers(0, x.size - length + 1))
+    return x[start:start + length]
+
+
+def eval_crops(x: np.ndarray, length: int = pp.RHYTHM_LEN, stride_s: float = 5.0) -> np.ndarray:
+    """Crops covering a recording at a fixed stride (last crop flush with the end)."""
+    if x.size <= length:
+        return pp.fit_length(x, length)[None, :]
+    stride = int(stride_s * pp.ECG_FS)
+    starts = list(range(0, x.size - length + 1, stride))
+    if starts[-1] != x.size - length:
+        starts.append(x.size - length)
+    return np.stack([x[s:s + length] for s in starts])
+
+
+def train_rhythm_model(signals: Sequence[np.ndarray], labels: np.ndarray, seed: int,
+                       cfg: RhythmTrainConfig | None = None,
+                       progress: Progress | None = None) -> RhythmNet:
+    cfg = cfg or RhythmTrainConfig()
+    seed_everything(seed)
+    rng = np.random.default_rng(seed)
+    model = RhythmNet()
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    items = np.repeat(np.arange(len(signals)), cfg.crops_per_record)
+    steps_per_epoch = math.ceil(items.size / cfg.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr,
+                                                total_steps=cfg.epochs * steps_per_epoch)
+    loss_fn = nn.CrossEntropyLoss(
+        weight=class_weights(labels, len(RHYTHM_CLASSES), cfg.class_weight_power))
+    y_all = torch.from_numpy(labels)
+    for epoch in range(cfg.epochs):
+        model.train()
+        order = rng.permutation(items)
+        total = 0.0
+        for b in range(steps_per_epoch):
+            idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            crops = np.stack([random_crop(signals[i], pp.RHYTHM_LEN, rng) for i in idx])
+            crops = pp.rhythm_normalise(crops)
+            flip = rng.random(idx.size) < cfg.flip_prob
+            crops[flip] *= -1
+            loss = loss_fn(model(torch.from_numpy(crops[:, None, :])), y_all[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach()) * idx.size
+        if progress:
+            progress(epoch + 1, cfg.epochs, f"epoch {epoch + 1} loss {total / items.size:.4f}")
+    model.eval()
+    return model
+
+
+@torch.inference_mode()
+def rhythm_record_probs(model: RhythmNet, signals: Sequence[np.ndarray]) -> np.ndarray:
+    """Per-recording probabilities: softmax averaged over covering 10-s crops."""
+    model.eval()
+    out = np.zeros((len(signals), len(RHYTHM_CLASSES)), dtype=np.float32)
+    for i, x in enumerate(signals):
+        crops = pp.rhythm_normalise(eval_crops(x))
+        p = torch.softmax(model(torch.from_numpy(crops[:, None, :])), dim=1).numpy()
+        out[i] = p.mean(axis=0)
+    return out
+
+
+@dataclass(slots=True)
+class BeatCvResult:
+    y_true: np.ndarray
+    y_pred: np.ndarray
+    probs: np.ndarray
+    records: np.ndarray
+    folds: dict[str, int]
+
+
+def cross_validate_beats(data: BeatSet, noise: np.ndarray | None, k: int, seed: int,
+                         cfg: BeatTrainConfig | None = None,
+                         progress: Progress | None = None) -> BeatCvResult:
+    """Patient-wise k-fold CV: each fold's records are scored by a model trained only on
+    the other folds' records."""
+    folds = record_folds(data.records, data.labels, k)
+    fold_of = np.array([folds[r] for r in data.records])
+    probs = np.zeros((data.labels.size, len(BEAT_CLASSES)), dtype=np.float32)
+    for f in range(k):
+        test = fold_of == f
+
+        def fold_progress(step: int, total: int, msg: str, f: int = f) -> None:
+            if progress:
+                progress(f * total + step, k * total, f"fold {f + 1}/{k} {msg}")
+
+        model = train_beat_model(data.subset(~test), noise, seed + f, cfg, fold_progress)
+        probs[test] = beat_probs(model, data.segments[test], data.rr[test])
+    return BeatCvResult(data.labels, probs.argmax(axis=1), probs, data.records, folds)
+
+
+def cross_validate_rhythm(signals: Sequence[np.ndarray], labels: np.ndarray, k: int, seed: int,
+                          cfg: RhythmTrainConfig | None = None,
+                          progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """k-fold CV (stratified by label); returns (fold per recording, held-out probs)."""
+    folds = stratified_folds(labels, k, seed)
+    probs = np.zeros((labels.size, len(RHYTHM_CLASSES)), dtype=np.float32)
+    for f in range(k):
+        test = folds == f
+        train_idx = np.flatnonzero(~test)
+
+        def fold_progress(step: int, total: int, msg: str, f: int = f) -> None:
+            if progress:
+                progress(f * total + step, k * total, f"fold {f + 1}/{k} {msg}")
+
+        model = train_rhythm_model([signals[i] for i in train_idx], labels[train_idx],
+                                   seed + f, cfg, fold_progress)
+        probs[test] = rhythm_record_probs(model, [signals[i] for i in np.flatnonzero(test)])
+    return folds, probs

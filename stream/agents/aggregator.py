@@ -1,0 +1,147 @@
+"""Aggregator agent: findings and care actions in, de-duplicated alerts out to Redis.
+
+Per patient, the alert state machine's state lives in the changelog-backed table
+``alert-state``. Order matters for exactly-once effect on Redis: emissions are applied to
+Redis first (idempotent: deterministic emission ids, one Lua call each), then the state is
+saved. A crash in between re-delivers the message, recomputes the same emissions and the
+store ignores them; a lost table update (seen on Tansu across kill -9) replays findings
+into an older state, and the store merges the re-raised episode into the open alert.
+
+Time-driven transitions (escalation, snooze expiry, device silent) need an event context
+to write the table, so a timer publishes one tick per owned patient to the actions topic,
+keyed like everything else by patient id; the agent handles ticks like any other input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from pathlib import Path
+
+import redis
+from faust.types import EventT
+
+from alerting.actions import CareAction
+from alerting.aggregator import PatientAlertState, process_action, process_finding, process_tick
+from alerting.catalogue import AlertConfig
+from alerting.store import RedisAlertStore
+from stream.app import (
+    actions_topic,
+    alert_input_topic,
+    alert_state_table,
+    app,
+    deadletter_topic,
+    settings,
+)
+from stream.deadletter import DeadLetter
+from stream.findings import VitalsFinding
+from stream.services import FINDINGS_TOPIC
+from stream.stats import worker_stats
+
+log = logging.getLogger(__name__)
+
+alert_config = (
+    AlertConfig.from_json(Path(settings.alert_config).read_text()) if settings.alert_config else AlertConfig()
+)
+store = RedisAlertStore(redis.Redis.from_url(settings.redis_url), prefix=settings.redis_prefix)
+
+# Event-time clock per patient: the newest finding's t_ms and the wall time it arrived.
+# Ticks advance it by the wall time elapsed since, so "device silent" and escalation work
+# live, while a replay at any speed keeps its own timeline.
+_clock: dict[str, tuple[int, float]] = {}
+
+
+def event_now_ms(patient_id: str) -> int | None:
+    seen = _clock.get(patient_id)
+    if seen is None:
+        return None
+    t_ms, wall = seen
+    return t_ms + int((time.monotonic() - wall) * 1000)
+
+
+def encode_tick(patient_id: str, now_ms: int) -> bytes:
+    return json.dumps({"tick": now_ms, "patient_id": patient_id}).encode()
+
+
+def apply_input(state: PatientAlertState, topic: str, value: bytes) -> tuple[PatientAlertState, list]:
+    """Route one message to the state machine; raises ValueError for input it cannot use."""
+    if topic == FINDINGS_TOPIC:
+        finding = VitalsFinding.from_json(value)
+        if finding.patient_id != state.patient_id:
+            raise ValueError(f"finding for {finding.patient_id!r} keyed as {state.patient_id!r}")
+        worker_stats.findings_in += 1
+        newest = _clock.get(finding.patient_id)
+        if newest is None or finding.t_ms >= newest[0]:
+            _clock[finding.patient_id] = (finding.t_ms, time.monotonic())
+        return process_finding(state, finding, alert_config)
+    obj = json.loads(value)
+    if isinstance(obj, dict) and "tick" in obj:
+        return process_tick(state, int(obj["tick"]), alert_config)
+    action = CareAction.from_dict(obj)
+    worker_stats.actions += 1
+    now = event_now_ms(state.patient_id) or action.issued_ms
+    return process_action(state, action, now)
+
+
+@app.agent(alert_input_topic)
+async def aggregate_alerts(stream) -> None:  # type: ignore[no-untyped-def]
+    async for event in stream.events():
+        await handle(event)
+
+
+async def handle(event: EventT) -> None:
+    msg = event.message
+    patient_id = msg.key.decode(errors="replace") if msg.key else ""
+    try:
+        if not patient_id:
+            raise ValueError("message without a patient id key")
+        saved = alert_state_table.get(patient_id)
+        state = PatientAlertState.from_json(saved) if saved else PatientAlertState.new(patient_id)
+        new_state, emissions = apply_input(state, msg.topic, msg.value)
+    except (ValueError, TypeError, KeyError) as exc:
+        worker_stats.bad_findings += 1
+        letter = DeadLetter.wrap(
+            reason="bad_alert_input", detail=f"{type(exc).__name__}: {exc}", topic=msg.topic,
+            partition=msg.partition, offset=msg.offset, key=msg.key, original=msg.value,
+            received_ms=int(time.time() * 1000),
+        )
+        await deadletter_topic.send(key=msg.key, value=letter.to_json())
+        return
+    if emissions:
+        # Redis first, then the table: see the module docstring. A Redis outage raises
+        # here and the agent retries the message rather than drop an alert.
+        await _apply_with_retry(emissions)
+        worker_stats.emissions += len(emissions)
+    if new_state is not state:
+        alert_state_table[patient_id] = new_state.to_json()
+
+
+async def _apply_with_retry(emissions: list, attempts: int = 30) -> None:
+    for attempt in range(attempts):
+        try:
+            await asyncio.to_thread(store.apply, emissions)
+            return
+        except redis.ConnectionError:
+            if attempt == attempts - 1:
+                raise
+            log.warning("Redis unavailable; retrying alert write (%d/%d)", attempt + 1, attempts)
+            await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
+
+
+@app.timer(interval=settings.tick_interval_s if settings.tick_interval_s > 0 else 3600.0)
+async def tick_patients() -> None:
+    if settings.tick_interval_s <= 0:
+        return
+    for patient_id in list(_clock):
+        now = event_now_ms(patient_id)
+        if now is not None:
+            await actions_topic.send(key=patient_id.encode(), value=encode_tick(patient_id, now))
+
+
+@app.on_partitions_revoked.connect
+async def forget_clocks(app_, revoked, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    # Patients may have moved to another worker; those still ours reappear with their next
+    # finding (every hop), so ticks resume within seconds.
+    _clock.clear()

@@ -1,0 +1,424 @@
+"""Per-patient streaming monitor: chunks in, windows of DSP measurements out.
+
+One :class:`PatientMonitor` per patient. Each pushed chunk goes through the signal's
+:class:`~stream.windows.SignalSequencer` (duplicates, re-ordering, gaps, resets), then the
+signal's streaming DSP — which runs once per sample, not once per window: R peaks, pulses
+and breaths are found incrementally with carried filter/detector state. Every hop (2 s of
+event time) a :class:`~stream.window_analysis.WindowAnalysis` is assembled for the last
+window (10 s) from ring buffers and the detected events; that step only reads buffers and
+computes window statistics.
+
+Windows advance on ECG time when ECG is present, otherwise on the PPG, otherwise on the
+respiration signal. A window is released once the primary signal's detector has decided
+everything up to the window end (~0.45 s of look-ahead) and the other live signals have
+caught up (or lag by more than the 3 s re-order horizon, then they count as a gap).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from stream.dsp import hrv
+from stream.dsp.filters import StreamingSosFilter, resp_filter
+from stream.dsp.ppg import StreamingPulseDetector, perfusion_index
+from stream.dsp.quality import ecg_quality, ppg_quality
+from stream.dsp.resp import RespEstimate, derived_resp_rate, resp_rate
+from stream.dsp.rpeaks import StreamingRPeakDetector
+from stream.findings import EcgFindings, PpgFindings, RespFindings
+from stream.schema import SampleChunk, Signal
+from stream.window_analysis import WindowAnalysis
+from stream.windows import (
+    REORDER_HORIZON_S,
+    ChunkStatus,
+    PushResult,
+    Released,
+    RingBuffer,
+    SignalSequencer,
+    WindowSchedule,
+)
+
+# Breathing is slow: rate and apnoea need a longer look-back than the 10 s cardiac window
+# (Charlton et al. 2016 estimate rates on 32 s windows; an apnoea alarm needs >= 20 s).
+RESP_LOOKBACK_S = 32.0
+MIN_RESP_SPAN_S = 15.0
+EVENT_MEMORY_S = 40.0
+# Derived (ECG/PPG) respiration is the costliest per-window step and its 32 s estimate
+# moves slowly (a 32 s window), so it is refreshed every 6 s of event time, not every hop.
+DERIVED_REFRESH_S = 6.0
+RR_HISTORY_BEATS = 20
+# A beat is offered to the classifier once its segment (to 0.448 s after the R peak, see
+# models.preprocess) lies inside the window, so no beat is classified from a cut segment
+# unless the stream ends there.
+BEAT_POST_S = 0.45
+
+
+@dataclass(slots=True)
+class MonitorOutput:
+    status: ChunkStatus
+    gap: bool = False
+    windows: list[WindowAnalysis] = field(default_factory=list)
+    reset: bool = False
+
+
+@dataclass(slots=True)
+class _Event:
+    index: int  # grid sample index
+    segment: int  # contiguous segment number (events in different segments never pair)
+    amplitude: float
+    baseline: float
+    offered: bool = False
+
+
+class _Track:
+    """One signal of one patient: ordering, rings and the streaming DSP."""
+
+    def __init__(self, signal: Signal, ring_s: float, horizon_s: float) -> None:
+        self.signal = signal
+        self.ring_s = ring_s
+        self.sequencer = SignalSequencer(signal, horizon_s)
+        self.fs = 0.0
+        self.raw = RingBuffer(1)
+        self.filtered = RingBuffer(1)
+        self.events: deque[_Event] = deque()
+        self.segment = 0
+        self.segment_start = 0  # grid index where the current contiguous segment began
+        self.final_until = 0  # grid index up to which the DSP's events are decided
+        self.detector: StreamingRPeakDetector | StreamingPulseDetector | None = None
+        self.filter: StreamingSosFilter | None = None
+
+    # grid <-> time
+    def t_ms(self, index: float) -> float:
+        return self.sequencer.t0_ms + index * 1000.0 / self.fs
+
+    def index_at(self, t_ms: float) -> int:
+        return math.ceil((t_ms - self.sequencer.t0_ms) * self.fs / 1000.0 - 1e-6)
+
+    @property
+    def end_ms(self) -> float:
+        return self.sequencer.end_ms
+
+    @property
+    def final_ms(self) -> float:
+        return self.t_ms(self.final_until)
+
+    def restart(self, fs: float) -> None:
+        self.fs = fs
+        cap = math.ceil(self.ring_s * fs) + 1
+        self.raw = RingBuffer(cap)
+        self.filtered = RingBuffer(cap)
+        self.events.clear()
+        self.segment += 1
+        self.segment_start = 0
+        self.final_until = 0
+        if self.signal is Signal.ECG:
+            self.detector = StreamingRPeakDetector(fs)
+        elif self.signal is Signal.PPG:
+            self.detector = StreamingPulseDetector(fs)
+        else:
+            self.filter = resp_filter(fs)
+
+    def feed(self, rel: Released) -> None:
+        chunk = rel.chunk
+        if rel.reset or (self.detector is None and self.filter is None):
+            self.restart(chunk.fs)
+        if rel.gap_samples > 0:
+            self.segment += 1
+            self.segment_start = rel.start_index
+            if self.detector is not None:
+                self.detector.skip(rel.gap_samples)
+            elif self.filter is not None:
+                self.filter.reset()
+        x = chunk.samples.astype(np.float64)
+        self.raw.write(rel.start_index, x)
+        if isinstance(self.detector, StreamingRPeakDetector):
+            out = self.detector.process(x)
+            self.filtered.write(rel.start_index, out.bandpassed)
+            for b in out.beats:
+                amp = float(self.filtered.read(int(b), int(b) + 1)[0])
+                base = float(self.raw.read(int(b), int(b) + 1)[0])
+                self.events.append(_Event(int(b), self.segment, amp, base))
+            self.final_until = out.final_until
+        elif isinstance(self.detector, StreamingPulseDetector):
+            pout = self.detector.process(x)
+            self.filtered.write(rel.start_index, pout.filtered)
+            for p, a in zip(pout.pulses, pout.amplitudes, strict=True):
+                base = float(self.raw.read(int(p), int(p) + 1)[0])
+                self.events.append(_Event(int(p), self.segment, float(a), base))
+            self.final_until = pout.final_until
+        else:
+            assert self.filter is not None
+            self.filtered.write(rel.start_index, self.filter.process(x))
+            self.final_until = rel.start_index + chunk.n
+        horizon = self.final_until - round(EVENT_MEMORY_S * self.fs)
+        while self.events and self.events[0].index < horizon:
+            self.events.popleft()
+
+    def events_between(self, i0: int, i1: int) -> list[_Event]:
+        return [e for e in self.events if i0 <= e.index < i1]
+
+    def last_event_before(self, i0: int, segment: int) -> _Event | None:
+        prev = None
+        for e in self.events:
+            if e.index >= i0:
+                break
+            prev = e
+        return prev if prev is not None and prev.segment == segment else None
+
+
+class PatientMonitor:
+    """Streaming DSP state of one patient."""
+
+    def __init__(
+        self,
+        patient_id: str,
+        window_s: float = 10.0,
+        hop_s: float = 2.0,
+        horizon_s: float = REORDER_HORIZON_S,
+    ) -> None:
+        self.patient_id = patient_id
+        self.window_s = window_s
+        self.hop_s = hop_s
+        self.horizon_s = horizon_s
+        ring_s = window_s + horizon_s + 2.0
+        self.tracks: dict[Signal, _Track] = {
+            Signal.ECG: _Track(Signal.ECG, ring_s, horizon_s),
+            Signal.PPG: _Track(Signal.PPG, ring_s, horizon_s),
+            Signal.RESP: _Track(Signal.RESP, max(ring_s, RESP_LOOKBACK_S + horizon_s), horizon_s),
+        }
+        self.schedule = WindowSchedule(window_s, hop_s)
+        self._derived: dict[Signal, tuple[float, RespEstimate]] = {}
+
+    # -- input ---------------------------------------------------------------------------
+
+    def push(self, chunk: SampleChunk) -> MonitorOutput:
+        track = self.tracks[chunk.signal]
+        result: PushResult = track.sequencer.push(chunk)
+        for rel in result.released:
+            track.feed(rel)
+        if result.released:
+            self.schedule.start(result.released[0].chunk.ts_ms)
+        windows = [self._window(t) for t in self.schedule.due(self._ready_until())]
+        # A window in which no signal has any data (the devices were silent) is not a
+        # measurement; the worker reports silence from its wall-clock timers.
+        windows = [w for w in windows if w.ecg or w.ppg or w.resp]
+        return MonitorOutput(result.status, result.gap, windows, result.reset)
+
+    def _live(self) -> list[_Track]:
+        return [t for t in self.tracks.values() if t.fs > 0]
+
+    def _primary(self) -> _Track | None:
+        live = self._live()
+        if not live:
+            return None
+        newest = max(t.end_ms for t in live)
+        for t in live:  # ECG, PPG, RESP order
+            if t.end_ms >= newest - self.window_s * 1000.0:
+                return t
+        return live[0]
+
+    def _ready_until(self) -> float:
+        primary = self._primary()
+        if primary is None:
+            return -math.inf
+        ready = primary.final_ms
+        late_allowance = primary.end_ms - self.horizon_s * 1000.0
+        for t in self._live():
+            if t is primary or t.end_ms < ready - self.window_s * 1000.0:
+                continue  # silent signal: it does not hold windows back
+            ready = min(ready, max(t.final_ms, late_allowance))
+        return ready
+
+    # -- window assembly -----------------------------------------------------------------
+
+    def _window(self, end_ms: float) -> WindowAnalysis:
+        t_ms = round(end_ms)
+        start_ms = end_ms - self.window_s * 1000.0
+        gaps: list[str] = []
+        wa = WindowAnalysis(patient_id=self.patient_id, t_ms=t_ms, window_s=self.window_s)
+        ecg = self.tracks[Signal.ECG]
+        if ecg.fs > 0:
+            self._ecg_window(ecg, start_ms, end_ms, wa, gaps)
+        ppg = self.tracks[Signal.PPG]
+        if ppg.fs > 0:
+            wa.ppg = self._ppg_findings(ppg, start_ms, end_ms, gaps)
+        wa.resp = self._resp_findings(end_ms, gaps)
+        wa.gaps = tuple(gaps)
+        return wa
+
+    def _ecg_window(
+        self, tr: _Track, start_ms: float, end_ms: float, wa: WindowAnalysis, gaps: list[str]
+    ) -> None:
+        i0, i1 = tr.index_at(start_ms), tr.index_at(end_ms)
+        raw = tr.raw.read(i0, i1)
+        missing = np.isnan(raw)
+        if missing.all():
+            gaps.append("ecg")
+            return
+        has_gap = bool(missing.any())
+        if has_gap:
+            gaps.append("ecg")
+        bp = tr.filtered.read(i0, i1)
+        fs = tr.fs
+        events = tr.events_between(i0, i1)
+        idx = np.array([e.index for e in events], dtype=np.int64)
+        quality = ecg_quality(raw, bp, fs, idx - i0)
+        lead_off = quality.technical_fault
+        prev = tr.last_event_before(i0, events[0].segment if events else tr.segment)
+        chain = ([prev] if prev is not None else []) + events
+        rr_s = _intervals_s(chain, fs)
+        last_seg = chain[-1].segment if chain else -1
+        times = np.array([e.index / fs for e in chain if e.segment == last_seg])
+        pause = self._pause(tr, events, prev, i0, i1)
+        sdnn, rmssd = hrv.hrv_time(rr_s * 1000.0)
+        usable = quality.usable and not lead_off
+        wa.ecg = EcgFindings(
+            quality=quality.quality,
+            usable=bool(usable),
+            lead_off=bool(lead_off),
+            hr_bpm=None if lead_off else hrv.heart_rate(rr_s),
+            n_beats=len(events),
+            max_pause_s=None if lead_off else pause,
+            hr_min_5beats=None if lead_off else hrv.rate_extreme(times, 5, lowest=True),
+            hr_max_17beats=None if lead_off else hrv.rate_extreme(times, 17, lowest=False),
+            sdnn_ms=sdnn,
+            rmssd_ms=rmssd,
+            rr_irregularity=hrv.rr_irregularity(rr_s),
+        )
+        wa.ecg_fs = fs
+        if has_gap or not usable:
+            return
+        wa.ecg_window = bp.astype(np.float32)
+        post = round(BEAT_POST_S * fs)
+        wa.beat_samples = idx - i0
+        new = np.array([not e.offered and e.index + post <= i1 for e in events], dtype=bool)
+        for e, is_new in zip(events, new, strict=True):
+            if is_new:
+                e.offered = True
+        wa.beat_is_new = new
+        before = [e for e in tr.events if e.index < i0]
+        hist = _intervals_s(before[-(RR_HISTORY_BEATS + 1) :], fs) * 1000.0
+        wa.rr_history_ms = hist[-RR_HISTORY_BEATS:]
+
+    @staticmethod
+    def _pause(tr: _Track, events: list[_Event], prev: _Event | None, i0: int, i1: int) -> float:
+        """Longest event-free interval (s) touching the window, including the open interval
+        to the window end (or to the end of data if it stops earlier). An interval never
+        spans a gap: after one it counts from the first sample after the gap (a lower bound)."""
+        fs = tr.fs
+
+        def seg_floor(segment: int) -> int:
+            return max(i0, tr.segment_start) if segment == tr.segment else i0
+
+        longest = 0.0
+        anchor = prev
+        for e in events:
+            same = anchor is not None and anchor.segment == e.segment
+            start = anchor.index if same and anchor is not None else seg_floor(e.segment)
+            longest = max(longest, (e.index - start) / fs)
+            anchor = e
+        data_end = min(i1, tr.raw.end_index)
+        if anchor is not None and anchor.segment == tr.segment:
+            longest = max(longest, (data_end - anchor.index) / fs)
+        elif anchor is None or anchor.segment != tr.segment:
+            longest = max(longest, (data_end - seg_floor(tr.segment)) / fs)
+        return round(longest, 3)
+
+    def _ppg_findings(
+        self, tr: _Track, start_ms: float, end_ms: float, gaps: list[str]
+    ) -> PpgFindings | None:
+        i0, i1 = tr.index_at(start_ms), tr.index_at(end_ms)
+        raw = tr.raw.read(i0, i1)
+        missing = np.isnan(raw)
+        if missing.all():
+            gaps.append("ppg")
+            return None
+        if missing.any():
+            gaps.append("ppg")
+        filt = tr.filtered.read(i0, i1)
+        events = tr.events_between(i0, i1)
+        idx = np.array([e.index for e in events], dtype=np.int64)
+        quality = ppg_quality(raw, filt, tr.fs, idx - i0)
+        prev = tr.last_event_before(i0, events[0].segment if events else tr.segment)
+        chain = ([prev] if prev is not None else []) + events
+        intervals = _intervals_s(chain, tr.fs)
+        usable = quality.usable
+        rate = hrv.heart_rate(intervals) if usable else None
+        amplitudes = np.array([e.amplitude for e in events])
+        return PpgFindings(
+            quality=quality.quality,
+            usable=bool(usable),
+            pulsatile=bool(usable and rate is not None),
+            pulse_rate_bpm=rate,
+            max_pause_s=None if quality.technical_fault else self._pause(tr, events, prev, i0, i1),
+            irregularity=hrv.rr_irregularity(intervals) if usable else None,
+            perfusion_index=perfusion_index(raw, amplitudes) if usable else None,
+        )
+
+    def _resp_findings(self, end_ms: float, gaps: list[str]) -> RespFindings | None:
+        tr = self.tracks[Signal.RESP]
+        best: tuple[RespEstimate, str, float | None] | None = None
+        if tr.fs > 0:
+            i1 = tr.index_at(end_ms)
+            w0 = tr.index_at(end_ms - self.window_s * 1000.0)
+            raw_w = tr.raw.read(w0, i1)
+            if np.isnan(raw_w).any():
+                gaps.append("resp")
+            i0 = tr.index_at(end_ms - RESP_LOOKBACK_S * 1000.0)
+            filt = tr.filtered.read(i0, i1)
+            # Trailing contiguous stretch, skipping the filter's settling after a restart.
+            ok = np.isfinite(filt)
+            last_bad = np.flatnonzero(~ok)
+            lo = int(last_bad[-1]) + 1 if last_bad.size else 0
+            lo = max(lo, tr.segment_start + round(5.0 * tr.fs) - i0, 0)
+            if filt.size - lo >= MIN_RESP_SPAN_S * tr.fs:
+                est = resp_rate(filt[lo:], tr.fs)
+                pause = None
+                if est.rate_bpm is not None or est.breaths_s.size:
+                    span_s = (filt.size - lo) / tr.fs
+                    pause = hrv.max_pause(est.breaths_s, 0.0, span_s)
+                best = (est, "resp", pause)
+                if est.usable:
+                    return RespFindings(est.rate_bpm, "resp", est.quality, True, pause)
+        for sig in (Signal.PPG, Signal.ECG):
+            src = self.tracks[sig]
+            if src.fs <= 0:
+                continue
+            i1 = src.index_at(end_ms)
+            i0 = src.index_at(end_ms - RESP_LOOKBACK_S * 1000.0)
+            cached = self._derived.get(sig)
+            if cached is not None and end_ms - cached[0] < DERIVED_REFRESH_S * 1000.0:
+                est = cached[1]
+            else:
+                evs = [e for e in src.events_between(i0, i1) if e.segment == src.segment]
+                if len(evs) < 6:
+                    continue
+                times = np.array([e.index / src.fs for e in evs])
+                est = derived_resp_rate(
+                    times,
+                    np.array([e.amplitude for e in evs]),
+                    np.array([e.baseline for e in evs]),
+                    times[-1] - times[0],
+                )
+                self._derived[sig] = (end_ms, est)
+            name = sig.value
+            if est.rate_bpm is not None and (
+                best is None or est.quality > best[0].quality or best[0].rate_bpm is None
+            ):
+                best = (est, name, None)
+        if best is None:
+            return None
+        est, name, pause = best
+        return RespFindings(est.rate_bpm, name, est.quality, bool(est.usable), pause)
+
+
+def _intervals_s(events: list[_Event], fs: float) -> np.ndarray:
+    """Intervals (s) between consecutive events of the same contiguous segment."""
+    return np.array(
+        [(b.index - a.index) / fs for a, b in itertools.pairwise(events) if a.segment == b.segment],
+        dtype=np.float64,
+    )

@@ -1,0 +1,579 @@
+"""Validation run: recordings -> the production path -> alerts/findings -> scores -> report.
+
+Steps (``run_validation``): load the suite; start (or reuse from the environment) Kafka
+and Redis; create the topics; start a ``vitalstream worker`` subprocess with a fresh
+Redis key prefix and a fresh Faust app id (= consumer group); publish every record as a
+distinct patient through the gateway SDK, held back whenever the worker falls more than
+``backlog_s`` of event time behind (consumer-group lag); wait until drained; read the
+alerts back from Redis and the findings from ``vitals.findings``; score; write
+``metrics.json``, ``report.md`` and plots; delete the Redis prefix and stop everything it
+started. The recordings are only read.
+
+Drained = the worker's consumer group has no lag on the vitals and findings topics, every
+patient's last finding reaches its last closable window (or no new finding arrived for
+``quiet_s``), and the alert store stopped changing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stream.replay import scoring
+from stream.replay.records import CHALLENGE2015_ALARM_S, Recording, load_suite
+from stream.replay.replayer import ReplayStats, prepare_replay
+from stream.schema import SampleChunk
+from stream.settings import Settings
+
+SUITES = ("challenge2015", "mitdb", "bidmc", "synthetic")
+ProgressFn = Callable[[str, int, int], None]  # (phase, done, total)
+
+
+@dataclass
+class FindingRecord:
+    t_ms: int
+    window_s: float
+    resp_rate_bpm: float | None
+    hr_bpm: float | None
+
+
+@dataclass
+class RunOutput:
+    """What the pipeline produced for the replayed patients."""
+
+    alerts: dict[str, list[scoring.AlertSpan]]
+    findings: dict[str, list[FindingRecord]]
+    base_ms: int
+    replay: ReplayStats
+    drain: dict[str, Any] = field(default_factory=dict)
+
+
+def suite_end_s(suite: str, hop_s: float) -> Callable[[Recording], float | None]:
+    """CinC 2015 real-time rule: data up to the alarm plus one hop (closes the last window)."""
+    if suite == "challenge2015":
+        return lambda rec: CHALLENGE2015_ALARM_S + hop_s
+    return lambda rec: None
+
+
+# ---------------------------------------------------------------- pipeline I/O
+
+
+def run_pipeline(
+    recordings: Sequence[Recording],
+    *,
+    end_s: Callable[[Recording], float | None],
+    work_dir: Path,
+    settings: Settings,
+    progress: ProgressFn | None = None,
+    backlog_s: float = 60.0,
+    drain_timeout_s: float = 900.0,
+    quiet_s: float = 8.0,
+) -> RunOutput:
+    """Everything that touches Kafka, Redis and the worker process."""
+    import redis
+
+    from alerting.store import RedisAlertStore
+    from stream.services import create_topics, embedded_services
+    from stream.worker_process import WorkerProcess
+
+    run_id = uuid.uuid4().hex[:8]
+    prefix = f"val{run_id}"
+    app_id = f"vitalstream-val-{run_id}"
+    chunks, stats = prepare_replay(recordings, end_s=end_s)
+    env_services = {
+        k: v for k, v in os.environ.items() if k in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL")
+    }
+    with embedded_services(work_dir / "services", env=env_services) as endpoints:
+        create_topics(endpoints.kafka_bootstrap, settings.partitions)
+        env = {
+            "KAFKA_BOOTSTRAP_SERVERS": endpoints.kafka_bootstrap,
+            "REDIS_URL": endpoints.redis_url,
+            "VITALSTREAM_REDIS_PREFIX": prefix,
+            "VITALSTREAM_APP_ID": app_id,
+            "VITALSTREAM_STATE_DIR": str(work_dir / "worker-state"),
+            "VITALSTREAM_PARTITIONS": str(settings.partitions),
+            "VITALSTREAM_LOG_LEVEL": "warn",
+        }
+        client = redis.Redis.from_url(endpoints.redis_url)
+        store = RedisAlertStore(client, prefix)
+        try:
+            with WorkerProcess(env, work_dir / "worker.log") as worker:
+                if progress:
+                    progress("worker starting", 0, 1)
+                worker.wait_ready(240)
+                findings, drain = asyncio.run(
+                    _replay_and_drain(
+                        endpoints.kafka_bootstrap,
+                        app_id,
+                        chunks,
+                        stats,
+                        store,
+                        recordings,
+                        progress=progress,
+                        backlog_s=backlog_s,
+                        drain_timeout_s=drain_timeout_s,
+                        quiet_s=quiet_s,
+                        hop_s=settings.hop_s,
+                    )
+                )
+                raw_alerts = store.list_alerts(include_resolved=True)
+        finally:
+            with contextlib.suppress(Exception):
+                store.delete_prefix()
+    patients = {r.patient_id for r in recordings}
+    alerts: dict[str, list[scoring.AlertSpan]] = {p: [] for p in patients}
+    for alert in raw_alerts:
+        if alert.patient_id in patients:
+            alerts[alert.patient_id].append(scoring.alert_span(alert, stats.base_ms))
+    for spans in alerts.values():
+        spans.sort(key=lambda a: a.raised_s)
+    return RunOutput(alerts, findings, stats.base_ms, stats, drain)
+
+
+async def _replay_and_drain(
+    bootstrap: str,
+    app_id: str,
+    chunks: list[SampleChunk],
+    stats: ReplayStats,
+    store: Any,
+    recordings: Sequence[Recording],
+    *,
+    progress: ProgressFn | None,
+    backlog_s: float,
+    drain_timeout_s: float,
+    quiet_s: float,
+    hop_s: float,
+) -> tuple[dict[str, list[FindingRecord]], dict[str, Any]]:
+    from stream.replay.replayer import replay_to_kafka
+    from stream.services import FINDINGS_TOPIC, VITALS_TOPICS, consumer_group_lag
+
+    findings: dict[str, list[FindingRecord]] = {}
+    collector = _FindingsCollector(bootstrap, FINDINGS_TOPIC, findings)
+    await collector.start()
+    topics = [*VITALS_TOPICS, FINDINGS_TOPIC]
+    span_s = max(1.0, (chunks[-1].ts_ms - chunks[0].ts_ms) / 1000.0) if chunks else 1.0
+    max_lag = max(500, int(len(chunks) / span_s * backlog_s))
+
+    async def lag() -> int | None:
+        try:
+            return await asyncio.to_thread(consumer_group_lag, bootstrap, app_id, topics)
+        except Exception:
+            return None
+
+    async def throttle(event_ms: int) -> None:
+        while True:
+            current = await lag()
+            if current is not None and current <= max_lag:
+                return
+            await asyncio.sleep(1.0)
+
+    try:
+        total = len(chunks)
+        await replay_to_kafka(
+            bootstrap,
+            chunks,
+            stats,
+            speed=None,
+            progress=(lambda done: progress("replay", done, total)) if progress else None,
+            throttle=throttle,
+        )
+        # Last finding each patient can produce: the window ending at the last hop boundary
+        # covered by its data.
+        last_ts: dict[str, int] = {}
+        for c in chunks:
+            last_ts[c.patient_id] = max(last_ts.get(c.patient_id, 0), int(c.end_ms))
+        expected = {p: t - int(hop_s * 1000) - 1000 for p, t in last_ts.items()}
+        started = time.monotonic()
+        last_count = -1
+        last_change = time.monotonic()
+        last_alert_count = -1
+        drained = False
+        lag_now: int | None = None
+        while time.monotonic() - started < drain_timeout_s:
+            await asyncio.sleep(2.0)
+            count = collector.count
+            if count != last_count:
+                last_count, last_change = count, time.monotonic()
+            lag_now = await lag()
+            reached = sum(
+                1 for p, t in expected.items() if findings.get(p) and findings[p][-1].t_ms >= t
+            )
+            if progress:
+                progress("drain", reached, len(expected))
+            silent_s = time.monotonic() - last_change
+            quiet = silent_s >= quiet_s
+            complete = reached == len(expected)
+            # Lag can stay above 0 when the group never commits some partition (e.g. a topic
+            # a member does not consume); every patient complete and a long silence is done too.
+            settled = complete and silent_s >= 4 * quiet_s
+            if (lag_now == 0 and (complete or quiet)) or settled:
+                alert_count = await asyncio.to_thread(
+                    lambda: len(store.list_alerts(include_resolved=True))
+                )
+                if alert_count == last_alert_count and quiet:
+                    drained = True
+                    break
+                last_alert_count = alert_count
+        drain = {
+            "drained": drained,
+            "drain_wall_s": round(time.monotonic() - started, 1),
+            "final_lag": lag_now,
+            "findings": collector.count,
+            "patients_complete": sum(
+                1 for p, t in expected.items() if findings.get(p) and findings[p][-1].t_ms >= t
+            ),
+            "patients": len(expected),
+        }
+        return findings, drain
+    finally:
+        await collector.stop()
+
+
+class _FindingsCollector:
+    """Reads ``vitals.findings`` from the beginning without joining any consumer group."""
+
+    def __init__(self, bootstrap: str, topic: str, sink: dict[str, list[FindingRecord]]) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.sink = sink
+        self.count = 0
+        self._task: asyncio.Task[None] | None = None
+        self._consumer: Any = None
+
+    async def start(self) -> None:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+        )
+        await self._consumer.start()
+        parts = self._consumer.partitions_for_topic(self.topic)
+        if not parts:
+            await self._consumer._client.force_metadata_update()
+            parts = self._consumer.partitions_for_topic(self.topic) or {0}
+        tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
+        self._consumer.assign(tps)
+        await self._consumer.seek_to_beginning(*tps)
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        from stream.findings import VitalsFinding
+
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=500, max_records=2000)
+            for messages in batches.values():
+                for msg in messages:
+                    try:
+                        f = VitalsFinding.from_json(msg.value)
+                    except (ValueError, TypeError, KeyError):
+                        continue
+                    self.sink.setdefault(f.patient_id, []).append(
+                        FindingRecord(
+                            f.t_ms,
+                            f.window_s,
+                            f.resp.rate_bpm if f.resp is not None else None,
+                            f.ecg.hr_bpm if f.ecg is not None else None,
+                        )
+                    )
+                    self.count += 1
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        if self._consumer is not None:
+            await self._consumer.stop()
+        for items in self.sink.values():
+            items.sort(key=lambda f: f.t_ms)
+
+
+# ---------------------------------------------------------------- scoring per suite
+
+
+@dataclass
+class SuiteResult:
+    metrics: dict[str, Any]
+    false_events: list[tuple[str, str, float]]  # (patient, alert type, record time s)
+    missed_events: list[tuple[str, str, float]]
+    outcomes: dict[str, dict[str, int]]  # type -> {outcome: count} for the bar chart
+    # Values for the distribution plot: (title, x label, values).
+    distribution: tuple[str, str, list[float]] = ("", "", [])
+
+
+def score_challenge2015(recordings: Sequence[Recording], out: RunOutput) -> SuiteResult:
+    decisions = []
+    false_events: list[tuple[str, str, float]] = []
+    missed_events: list[tuple[str, str, float]] = []
+    lead_times = []
+    for rec in recordings:
+        spans = out.alerts.get(rec.patient_id, [])
+        for alarm in rec.annotations.alarms:
+            raised = scoring.challenge_alarm_raised(spans, alarm.alarm_type, alarm.time_s)
+            d = scoring.ChallengeDecision(rec.name, alarm.alarm_type, alarm.is_true, raised)
+            decisions.append(d)
+            alert_type = scoring.CHALLENGE2015_ALERT_TYPES[alarm.alarm_type]
+            if d.outcome == "FP":
+                false_events.append((rec.patient_id, alert_type, alarm.time_s))
+            elif d.outcome == "FN":
+                missed_events.append((rec.patient_id, alert_type, alarm.time_s))
+            elif d.outcome == "TP":
+                firsts = [
+                    a.raised_s
+                    for a in spans
+                    if a.type == alert_type and a.active_during(alarm.time_s - 10, alarm.time_s)
+                ]
+                if firsts:
+                    lead_times.append(min(firsts) - alarm.time_s)
+    result = scoring.challenge_score(decisions)
+    hours = out.replay.record_seconds / 3600.0
+    high_alerts = sum(
+        1 for spans in out.alerts.values() for a in spans if a.type in scoring.HIGH_PRIORITY_TYPES
+    )
+    metrics = {
+        "score": result["score"],
+        "counts": result["counts"],
+        "per_type": result["per_type"],
+        # Each FP decision is one false life-threatening alarm that would have sounded.
+        "false_alerts_per_hour": round(sum(1 for d in decisions if d.outcome == "FP") / hours, 3)
+        if hours
+        else None,
+        "high_priority_alerts_per_hour": round(high_alerts / hours, 3) if hours else None,
+        # Raise time relative to the bedside monitor's alarm for true positives (<= 0: earlier).
+        "latency_s": scoring.latency_summary(lead_times),
+        "decisions": [
+            {
+                "record": d.record,
+                "alarm": d.alarm_type,
+                "true_alarm": d.alarm_true,
+                "raised": d.raised,
+                "outcome": d.outcome,
+            }
+            for d in decisions
+        ],
+    }
+    outcomes = {
+        t: {k: v for k, v in c.items() if k in ("TP", "FP", "TN", "FN")}
+        for t, c in result["per_type"].items()
+    }
+    return SuiteResult(
+        metrics,
+        false_events,
+        missed_events,
+        outcomes,
+        (
+            "Raise time relative to the bedside alarm (true positives)",
+            "seconds (negative = before the alarm)",
+            lead_times,
+        ),
+    )
+
+
+def _episode_result(
+    truth: dict[str, list[Any]],
+    ignore: dict[str, list[Any]],
+    scored_types: Sequence[str],
+    out: RunOutput,
+) -> SuiteResult:
+    hours = out.replay.record_seconds / 3600.0
+    scores = scoring.score_episodes(truth, out.alerts, scored_types, hours, ignore=ignore)
+    metrics = scores.as_dict()
+    false_events = [(a.patient_id, a.type, a.raised_s) for a in scores.false_alerts]
+    missed_events = [(m.patient_id, m.episode.label, m.episode.start_s) for m in scores.missed]
+    outcomes = {
+        t: {
+            "detected": s.detected,
+            "missed": s.episodes - s.detected,
+            "false alerts": s.false_alerts,
+        }
+        for t, s in scores.per_type.items()
+        if s.episodes or s.alerts
+    }
+    return SuiteResult(
+        metrics,
+        false_events,
+        missed_events,
+        outcomes,
+        ("Detection latency (raise time - episode start)", "seconds", list(scores.latencies_s)),
+    )
+
+
+def score_mitdb(recordings: Sequence[Recording], out: RunOutput) -> SuiteResult:
+    truth, ignore = {}, {}
+    for rec in recordings:
+        a = rec.annotations
+        truth[rec.patient_id], ignore[rec.patient_id] = scoring.mitdb_truth(
+            a.rhythm, a.beat_times_s, a.beat_symbols
+        )
+    return _episode_result(
+        truth, ignore, ("afib", "vtach", "vfib", "extreme_brady", "extreme_tachy"), out
+    )
+
+
+def score_synthetic(recordings: Sequence[Recording], out: RunOutput) -> SuiteResult:
+    truth = {rec.patient_id: list(rec.annotations.episodes) for rec in recordings}
+    tolerated = {rec.patient_id: list(rec.annotations.tolerated) for rec in recordings}
+    return _episode_result(truth, tolerated, scoring.ALERT_TYPES, out)
+
+
+def score_bidmc(
+    recordings: Sequence[Recording], out: RunOutput, window_s: float = 32.0
+) -> SuiteResult:
+    per_record = {}
+    all_errors: list[float] = []
+    signed_errors: list[float] = []
+    false_events: list[tuple[str, str, float]] = []
+    worst: list[tuple[float, str, float]] = []
+    for rec in recordings:
+        found = [
+            ((f.t_ms - out.base_ms) / 1000.0, f.resp_rate_bpm)
+            for f in out.findings.get(rec.patient_id, [])
+        ]
+        res = scoring.score_resp_rate(found, rec.annotations.breaths_s, window_s)
+        pairs = res.pop("pairs")
+        all_errors.extend(abs(p - r) for _, p, r in pairs)
+        signed_errors.extend(p - r for _, p, r in pairs)
+        if pairs:
+            t, p, r = max(pairs, key=lambda x: abs(x[1] - x[2]))
+            worst.append((abs(p - r), rec.patient_id, t))
+        per_record[rec.name] = res
+    for _, pid, t in sorted(worst, reverse=True)[:5]:
+        false_events.append((pid, "resp_rate_error", t))
+    import numpy as np
+
+    hours = out.replay.record_seconds / 3600.0
+    n_alerts = sum(len(v) for v in out.alerts.values())
+    metrics = {
+        "resp_rate": {
+            "comparison": "per finding: pipeline resp.rate_bpm vs mean annotator rate "
+            f"over the {window_s:.0f} s ending at the finding",
+            "mae_bpm": round(float(np.mean(all_errors)), 3) if all_errors else None,
+            "median_abs_error_bpm": round(float(np.median(all_errors)), 3) if all_errors else None,
+            "within_2bpm": round(float(np.mean(np.asarray(all_errors) <= 2.0)), 4)
+            if all_errors
+            else None,
+            "n_compared": len(all_errors),
+            "per_record": per_record,
+        },
+        "per_type": {},
+        "false_alerts_per_hour": None,
+        "alerts_per_hour": round(n_alerts / hours, 3) if hours else None,
+        "latency_s": scoring.latency_summary([]),
+    }
+    return SuiteResult(
+        metrics,
+        false_events,
+        [],
+        {},
+        ("Breathing-rate error (pipeline - reference)", "breaths/min", signed_errors),
+    )
+
+
+SCORERS = {
+    "challenge2015": score_challenge2015,
+    "mitdb": score_mitdb,
+    "bidmc": score_bidmc,
+    "synthetic": score_synthetic,
+}
+
+
+# ---------------------------------------------------------------- orchestration
+
+
+def generate_synthetic(
+    target: Path, patients: int = 6, duration_s: float = 600.0, seed: int = 7
+) -> Path:
+    """Write a simulated cohort with ground truth (``<patient>.npz`` + ``truth.jsonl``)."""
+    from stream import simulator
+
+    target.mkdir(parents=True, exist_ok=True)
+    simulator.write_simulated(target, patients=patients, duration_s=duration_s, seed=seed)
+    return target
+
+
+def run_validation(
+    suite: str,
+    data_dir: Path | None,
+    out_dir: Path,
+    records: Sequence[str] | None = None,
+    *,
+    settings: Settings | None = None,
+    progress: ProgressFn | None = None,
+) -> dict[str, Any]:
+    """Run one suite end to end; returns the metrics written to ``out_dir/metrics.json``."""
+    from stream.replay.report import write_report
+
+    if suite not in SUITES:
+        raise ValueError(f"unknown suite {suite!r}; choose one of {', '.join(SUITES)}")
+    settings = settings or Settings.from_env()
+    started = time.monotonic()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    work_dir = Path(tempfile.mkdtemp(prefix=f"vitalstream-validate-{suite}-"))
+    try:
+        if data_dir is None:
+            if suite != "synthetic":
+                data_dir = Path(settings.data_dir) / suite
+            else:
+                data_dir = generate_synthetic(work_dir / "synthetic")
+        if progress:
+            progress("loading", 0, 1)
+        run_prefix = f"v{uuid.uuid4().hex[:6]}-"
+        recordings = load_suite(suite, data_dir, records, prefix=run_prefix)
+        if not recordings:
+            raise ValueError(f"no recordings found for {suite} in {data_dir}")
+        out = run_pipeline(
+            recordings,
+            end_s=suite_end_s(suite, settings.hop_s),
+            work_dir=work_dir,
+            settings=settings,
+            progress=progress,
+        )
+        result = SCORERS[suite](recordings, out)
+        metrics: dict[str, Any] = {
+            "suite": suite,
+            "records": len(recordings),
+            **({"score": result.metrics.pop("score")} if "score" in result.metrics else {}),
+            "per_type": result.metrics.pop("per_type"),
+            "false_alerts_per_hour": result.metrics.pop("false_alerts_per_hour"),
+            "latency_s": result.metrics.pop("latency_s"),
+            **result.metrics,
+            "record_names": [r.name for r in recordings],
+            "data_dir": str(data_dir),
+            "replay": out.replay.as_dict(),
+            "drain": out.drain,
+            "alerts_by_type": _alerts_by_type(out),
+            "wall_s": round(time.monotonic() - started, 1),
+        }
+        (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_json_default))
+        write_report(out_dir, metrics, recordings, out, result)
+        return metrics
+    finally:
+        worker_log = work_dir / "worker.log"
+        if worker_log.exists():
+            with contextlib.suppress(OSError):
+                shutil.copyfile(worker_log, out_dir / "worker.log")
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def _alerts_by_type(out: RunOutput) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for spans in out.alerts.values():
+        for a in spans:
+            counts[a.type] = counts.get(a.type, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "item"):
+        return obj.item()
+    return str(obj)

@@ -1,0 +1,41 @@
+"""`vitalstream eval beats|rhythm --json` on a little real data (fast, shipped weights)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from stream.cli.main import app
+
+pytestmark = pytest.mark.realdata
+
+
+def test_eval_beats_json(data_root: Path, tmp_path: Path) -> None:
+    mitdb = data_root / "mitdb"
+    if not (mitdb / "119.hea").exists():
+        pytest.skip("MIT-BIH data not present")
+    res = CliRunner().invoke(app, ["eval", "beats", "--data-dir", str(mitdb), "--records", "119",
+                                   "--json", "--cache-dir", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout[res.stdout.index("{"):])
+    assert out["records"] == 1 and out["beats"] > 1900
+    assert set(out["classes"]) == {"N", "S", "V", "F"}
+    assert out["classes"]["V"]["se"] > 90
+    assert out["model_version"].startswith("beats-")
+
+
+def test_eval_rhythm_json(data_root: Path, tmp_path: Path) -> None:
+    cinc = data_root / "cinc2017"
+    if not (cinc / "REFERENCE.csv").exists():
+        pytest.skip("CinC 2017 data not present")
+    res = CliRunner().invoke(app, ["eval", "rhythm", "--data-dir", str(cinc), "--records",
+                                   "A00003,A00006,A00008,A00009,A00054", "--json",
+                                   "--cache-dir", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout[res.stdout.index("{"):])
+    assert out["records"] == 5
+    assert set(out["f1"]) == {"N", "A", "O", "~"}
+    assert 0.0 <= out["f1_mean_nao"] <= 1.0

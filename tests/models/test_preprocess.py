@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from models import preprocess as pp
+from models.training import eval_crops, record_folds
+
+
+def test_resample_length_and_identity() -> None:
+    x = np.sin(np.arange(3600) / 50)
+    assert pp.ecg_resample(x, 360.0).size == 2500
+    assert pp.ecg_resample(x, 300.0).size == 3000
+    np.testing.assert_array_equal(pp.ecg_resample(x, 250.0), x)
+
+
+def test_beat_segments_shape_scale_and_edges() -> None:
+    x = np.zeros(1000)
+    x[500] = 2.0
+    seg = pp.beat_segments(x, np.array([500, 10]), 2.0)
+    assert seg.shape == (2, 1, pp.BEAT_LEN) and seg.dtype == np.float32
+    assert seg[0, 0, pp.BEAT_PRE] == pytest.approx(1.0)
+    assert np.all(np.isfinite(seg[1]))  # edge-padded, not out of bounds
+
+
+def test_rr_features_ratios() -> None:
+    f = pp.rr_features(np.array([0.5]), np.array([1.1]), np.array([0.8]))
+    assert f.shape == (1, pp.N_RR_FEATURES)
+    np.testing.assert_allclose(f[0], [0.5, 1.1, 0.8, 0.625, 1.375, 2.2], rtol=1e-6)
+
+
+def test_local_rr_is_causal_median() -> None:
+    rr = np.array([1.0, 1.0, 1.0, 0.5, 1.0])
+    np.testing.assert_allclose(pp.local_rr(rr, 3), [1.0, 1.0, 1.0, 1.0, 1.0])
+
+
+def test_rhythm_normalise_is_idempotent_and_scale_free() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(2, 1, 2500))
+    a = pp.rhythm_normalise(x)
+    np.testing.assert_allclose(pp.rhythm_normalise(a), a, atol=1e-5)
+    np.testing.assert_allclose(pp.rhythm_normalise(x * 37.0), a, atol=1e-5)
+
+
+def test_eval_crops_cover_recording() -> None:
+    crops = eval_crops(np.arange(30 * 250, dtype=float))
+    assert crops.shape == (5, pp.RHYTHM_LEN)
+    assert crops[-1, -1] == 30 * 250 - 1
+    assert eval_crops(np.ones(2000)).shape == (1, pp.RHYTHM_LEN)
+
+
+def test_record_folds_are_patient_wise_and_spread_rare_classes() -> None:
+    records = np.repeat(np.array(["a", "b", "c", "d"]), 10)
+    labels = np.zeros(40, dtype=np.int64)
+    labels[0:5] = 1  # S beats in record a
+    labels[10:15] = 1  # and b
+    folds = record_folds(records, labels, 2)
+    assert set(folds) == {"a", "b", "c", "d"}
+    assert folds["a"] != folds["b"]
+
+
+def test_morphology_features_compare_beat_with_template() -> None:
+    k = np.arange(pp.BEAT_LEN)
+    narrow = np.exp(-0.5 * ((k - pp.BEAT_PRE) / 3.0) ** 2)
+    wide = -1.5 * np.exp(-0.5 * ((k - pp.BEAT_PRE - 5) / 12.0) ** 2)
+    seg = np.stack([narrow, wide])[:, None, :].astype(np.float32)
+    tmpl = np.stack([narrow, narrow])[:, None, :].astype(np.float32)
+    f = pp.morphology_features(seg, tmpl)
+    assert f.shape == (2, 4)
+    np.testing.assert_allclose(f[0], [1.0, 1.0, 0.0, 1.0], atol=1e-3)
+    assert f[1, 0] < 0.5 and f[1, 2] > 1.0  # a wide inverted beat is unlike the template
+    ctx = pp.beat_context(np.array([0.5, 0.8]), np.array([1.1, 0.8]), np.array([0.8, 0.8]),
+                          seg, tmpl)
+    assert ctx.shape == (2, pp.N_CONTEXT_FEATURES) and ctx.dtype == np.float32

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models import data as md
+from models import preprocess as pp
+from models.runtime import ModelRuntime
+from models.training import eval_crops
+from stream.window_analysis import WindowAnalysis
+
+pytestmark = pytest.mark.realdata
+
+
+@pytest.fixture(scope="module")
+def record_119(data_root: Path):
+    mitdb = data_root / "mitdb"
+    if not (mitdb / "119.hea").exists():
+        pytest.skip("MIT-BIH data not present")
+    ecg, pos, symbols = md.load_mitdb_ecg(mitdb, "119")
+    is_beat = np.array([s in md.AAMI_MAP for s in symbols])
+    labels = np.array([md.BEAT_CLASSES.index(md.AAMI_MAP[s]) for s in np.array(symbols)[is_beat]])
+    return ecg, pos[is_beat], labels
+
+
+def test_classifies_real_n_and_v_beats(runtime: ModelRuntime, record_119) -> None:
+    ecg, r, labels = record_119
+    beats = md.beats_from_signal(ecg, r[:400], labels[:400], "119")
+    pred = runtime.predict_beats(beats.segments, beats.rr).argmax(axis=1)
+    for cls in ("N", "V"):
+        k = md.BEAT_CLASSES.index(cls)
+        sel = beats.labels == k
+        assert sel.sum() >= 20
+        assert (pred[sel] == k).mean() >= 0.9, f"{cls} beats of record 119"
+
+
+def test_runtime_counts_v_beats_in_real_windows(runtime: ModelRuntime, record_119) -> None:
+    """Full analyse() path on consecutive 10-s windows (2-s hop) of record 119."""
+    ecg, r, labels = record_119
+    rt = ModelRuntime(runtime.beat_model, runtime.rhythm_model, runtime.vf_model,
+                      runtime.beat_meta, runtime.rhythm_meta)
+    fs = pp.ECG_FS
+    counts: dict[str, int] = {}
+    offered_until = 0
+    start0 = int(60 * fs)
+    truth = {"N": 0, "V": 0}
+    for hop in range(15):
+        end = start0 + int((10 + 2 * hop) * fs)
+        start = end - int(10 * fs)
+        inside = (r >= start) & (r < end)
+        before = r[r < start]
+        w = WindowAnalysis(patient_id="119", t_ms=int(end / fs * 1000), window_s=10.0,
+                           ecg_fs=fs, ecg_window=ecg[start:end].astype(np.float32),
+                           beat_samples=r[inside] - start, beat_is_new=r[inside] >= offered_until,
+                           rr_history_ms=np.diff(before[-11:]) / fs * 1000)
+        offered_until = end
+        out = rt.analyse([w])[0]
+        for k, v in out.beat_counts.items():
+            counts[k] = counts.get(k, 0) + v
+        assert out.rhythm is not None and out.vf_score is not None
+    classified = (r >= start0) & (r < offered_until)
+    for name in truth:
+        truth[name] = int((labels[classified] == md.BEAT_CLASSES.index(name)).sum())
+    assert truth["V"] > 5
+    assert abs(counts.get("V", 0) - truth["V"]) <= max(2, 0.1 * truth["V"])
+    assert sum(counts.values()) >= classified.sum() - 2
+
+
+def test_classifies_real_cinc2017_recordings(runtime: ModelRuntime, data_root: Path) -> None:
+    cinc = data_root / "cinc2017"
+    if not (cinc / "REFERENCE.csv").exists():
+        pytest.skip("CinC 2017 data not present")
+    ref = dict(md.read_cinc2017_reference(cinc))
+    chosen = {name: ref[name] for name in RHYTHM_CASES}
+    correct = 0
+    for name, label in chosen.items():
+        x = md.load_cinc2017_ecg(cinc, name)
+        probs = runtime.predict_rhythm(eval_crops(x)[:, None, :].astype(np.float32)).mean(axis=0)
+        correct += md.RHYTHM_CLASSES[int(np.argmax(probs))] == label
+    assert correct >= len(chosen) - 1
+
+
+# Three normal-sinus and three AF recordings (the first of each label in REFERENCE.csv).
+RHYTHM_CASES = ("A00003", "A00006", "A00011", "A00009", "A00054", "A00067")

@@ -1,0 +1,173 @@
+"""PatientMonitor: windows per hop with plausible measurements, robust to transport faults."""
+
+from __future__ import annotations
+
+import neurokit2 as nk
+import numpy as np
+import pytest
+
+from stream.monitor import PatientMonitor
+from stream.schema import make_chunk
+from stream.windows import ChunkStatus
+
+T0 = 1_700_000_000_000
+RATES = {"ecg": 250, "ppg": 125, "resp": 25}
+
+
+@pytest.fixture(scope="module")
+def signals() -> dict[str, np.ndarray]:
+    d = 60
+    return {
+        "ecg": nk.ecg_simulate(
+            duration=d, sampling_rate=250, heart_rate=72, noise=0.02, random_state=1
+        ),
+        "ppg": nk.ppg_simulate(duration=d, sampling_rate=125, heart_rate=72, random_state=1),
+        "resp": nk.rsp_simulate(duration=d, sampling_rate=25, respiratory_rate=15, random_state=1),
+    }
+
+
+def chunks(signals: dict[str, np.ndarray], which=("ecg", "ppg", "resp"), seconds: int = 60):
+    out = []
+    for k in range(seconds):
+        for sig in which:
+            fs = RATES[sig]
+            out.append(
+                make_chunk(
+                    "p1", "d1", sig, fs, T0 + 1000 * k, k, signals[sig][k * fs : (k + 1) * fs]
+                )
+            )
+    return out
+
+
+def run(monitor: PatientMonitor, chunk_list) -> tuple[list, list]:
+    windows, outs = [], []
+    for c in chunk_list:
+        out = monitor.push(c)
+        outs.append(out)
+        windows.extend(out.windows)
+    return windows, outs
+
+
+def test_windows_every_hop_with_plausible_vitals(signals) -> None:
+    windows, outs = run(PatientMonitor("p1"), chunks(signals))
+    assert all(o.status is ChunkStatus.ACCEPTED and not o.gap for o in outs)
+    ends = [w.t_ms - T0 for w in windows]
+    assert ends[0] == 10_000 and np.all(np.diff(ends) == 2_000) and ends[-1] >= 56_000
+    for w in windows:
+        assert w.ecg is not None and w.ecg.usable and not w.ecg.lead_off
+        assert abs(w.ecg.hr_bpm - 72) < 3
+        assert 10 <= w.ecg.n_beats <= 13
+        assert w.ecg.max_pause_s < 1.2
+        assert w.ecg_window is not None and w.ecg_window.size == 2500 and w.ecg_fs == 250
+        assert w.ppg is not None and w.ppg.pulsatile and abs(w.ppg.pulse_rate_bpm - 72) < 6
+        assert w.gaps == ()
+    late = [w for w in windows if w.t_ms - T0 >= 30_000]
+    assert all(
+        w.resp is not None and w.resp.source == "resp" and abs(w.resp.rate_bpm - 15) < 2
+        for w in late
+    )
+    assert windows[-1].rr_history_ms.size == 20
+
+
+def test_each_beat_offered_once(signals) -> None:
+    windows, _ = run(PatientMonitor("p1"), chunks(signals, which=("ecg",)))
+    offered = []
+    for w in windows:
+        start = w.t_ms - 10_000
+        assert w.beat_samples.size == w.beat_is_new.size
+        offered.extend(np.round(start + w.beat_samples[w.beat_is_new] * 4.0).tolist())
+    assert len(offered) == len(set(offered))
+    # Every beat of the stream except the last window's tail is offered.
+    assert len(offered) >= 72 * (windows[-1].t_ms - T0 - 1000) / 60_000 - 1
+
+
+def test_reordered_and_duplicated_chunks_give_the_same_windows(signals) -> None:
+    clean, _ = run(PatientMonitor("p1"), chunks(signals))
+    noisy_list = chunks(signals)
+    # swap neighbours and retry some chunks
+    for i in range(5, len(noisy_list) - 6, 9):
+        noisy_list[i], noisy_list[i + 3] = noisy_list[i + 3], noisy_list[i]
+    noisy_list = noisy_list[:40] + noisy_list[30:36] + noisy_list[40:]
+    noisy, outs = run(PatientMonitor("p1"), noisy_list)
+    statuses = {o.status for o in outs}
+    assert ChunkStatus.DUPLICATE in statuses and ChunkStatus.REORDERED in statuses
+    assert [w.t_ms for w in noisy] == [w.t_ms for w in clean]
+    for a, b in zip(noisy, clean, strict=True):
+        assert a.ecg.hr_bpm == b.ecg.hr_bpm and a.ecg.n_beats == b.ecg.n_beats
+
+
+def test_gap_is_marked_not_bridged(signals) -> None:
+    lst = [c for c in chunks(signals, which=("ecg",)) if c.seq != 20]
+    windows, outs = run(PatientMonitor("p1"), lst)
+    assert any(o.gap for o in outs)
+    gapped = [w for w in windows if 20_000 < w.t_ms - T0 <= 31_000]
+    assert gapped and all("ecg" in w.gaps and w.ecg_window is None for w in gapped)
+    clean_after = [w for w in windows if w.t_ms - T0 >= 34_000]
+    assert clean_after and all(w.gaps == () and w.ecg.usable for w in clean_after)
+
+
+def test_asystole_reports_growing_pause(signals) -> None:
+    ecg = signals["ecg"].copy()
+    rng = np.random.default_rng(0)
+    ecg[30 * 250 :] = ecg[30 * 250] + 0.01 * rng.standard_normal(ecg.size - 30 * 250)
+    windows, _ = run(PatientMonitor("p1"), chunks({"ecg": ecg}, which=("ecg",)))
+    pauses = {w.t_ms - T0: w.ecg.max_pause_s for w in windows}
+    assert pauses[28_000] < 1.2
+    assert pauses[36_000] >= 5.0 and pauses[40_000] >= 9.0
+    assert all(not w.ecg.lead_off for w in windows)
+
+
+def test_flat_line_is_lead_off(signals) -> None:
+    ecg = signals["ecg"].copy()
+    ecg[20 * 250 :] = 0.0
+    windows, _ = run(PatientMonitor("p1"), chunks({"ecg": ecg}, which=("ecg",)))
+    last = windows[-1]
+    assert last.ecg.lead_off and not last.ecg.usable and last.ecg_window is None
+
+
+def test_ppg_only_patient_advances_on_ppg(signals) -> None:
+    windows, _ = run(PatientMonitor("p1"), chunks(signals, which=("ppg",), seconds=30))
+    assert windows and windows[0].ecg is None and windows[0].ppg is not None
+    assert all(w.ppg.usable for w in windows)
+    late = [w for w in windows if w.t_ms - T0 >= 20_000]
+    assert all(w.resp is not None and w.resp.source == "ppg" for w in late)
+
+
+def test_silent_device_produces_no_windows(signals) -> None:
+    m = PatientMonitor("p1")
+    w1, _ = run(m, chunks(signals, which=("ecg",), seconds=20))
+    assert w1
+    assert m.push(make_chunk("p1", "d1", "ecg", 250, T0 + 20_000, 19, np.zeros(250))).windows == []
+
+
+def test_sampling_rate_change_resets_cleanly(signals) -> None:
+    lst = chunks(signals, which=("ecg",), seconds=20)
+    ecg500 = nk.ecg_simulate(duration=30, sampling_rate=500, heart_rate=90, random_state=2)
+    lst += [
+        make_chunk(
+            "p1", "d1", "ecg", 500, T0 + 1000 * (20 + k), 20 + k, ecg500[k * 500 : (k + 1) * 500]
+        )
+        for k in range(30)
+    ]
+    windows, outs = run(PatientMonitor("p1"), lst)
+    assert outs[20].gap
+    after = [w for w in windows if w.t_ms - T0 >= 32_000]
+    assert after and all(w.ecg_fs == 500 and abs(w.ecg.hr_bpm - 90) < 4 for w in after)
+
+
+def test_resume_after_silence_marks_gap_and_skips_empty_windows(signals) -> None:
+    lst = chunks(signals, which=("ecg",), seconds=20)
+    # the device is silent for 15 s, then resumes (seq continues, time jumps)
+    ecg = signals["ecg"]
+    lst += [
+        make_chunk(
+            "p1", "d1", "ecg", 250, T0 + 1000 * (35 + k), 20 + k, ecg[k * 250 : (k + 1) * 250]
+        )
+        for k in range(20)
+    ]
+    windows, outs = run(PatientMonitor("p1"), lst)
+    assert outs[20].gap
+    assert all(w.ecg is not None for w in windows)
+    resumed = [w for w in windows if w.t_ms - T0 > 35_000]
+    assert all("ecg" in w.gaps and w.ecg_window is None for w in resumed if w.t_ms - T0 < 45_000)
+    assert any(w.gaps == () and w.ecg.usable for w in resumed if w.t_ms - T0 >= 46_000)

