@@ -34,7 +34,7 @@ class PipelineCounters:
     resets: int = 0
 
     def as_dict(self) -> dict[str, object]:
-        return {"chunks": dict(self.chunks), "findings": self.findings, "gaps": self.gaps}
+        return {"chunks": dict(self.chunks), "findings": self.findings, "gaps": self.gaps, "resets": self.resets}
 
 
 class VitalsPipeline:
@@ -61,6 +61,7 @@ class VitalsPipeline:
         out = monitor.push(chunk)
         self.counters.chunks[str(getattr(out.status, "value", out.status))] += 1
         self.counters.gaps += int(out.gap)
+        self.counters.resets += int(out.reset)
         return out.windows
 
     def process(self, chunks: Iterable[SampleChunk]) -> list[VitalsFinding]:

@@ -31,6 +31,7 @@ def worker(
     except ServiceError as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from None
+    Path(settings.state_dir).mkdir(parents=True, exist_ok=True)
     # The app reads its settings at import, so export the resolved endpoints first.
     os.environ["KAFKA_BOOTSTRAP_SERVERS"] = endpoints.kafka_bootstrap
     os.environ["REDIS_URL"] = endpoints.redis_url
