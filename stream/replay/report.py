@@ -126,6 +126,17 @@ def plot_snippet(
     )
     axes = np.atleast_1d(axes)
     spans = out.alerts.get(recording.patient_id, [])
+    for k, s in enumerate(x for x in spans if x.active_during(lo, hi)):
+        # Name each alert on the top axis so overlapping shades can be told apart.
+        axes[0].annotate(
+            s.type,
+            (max(lo, s.raised_s), 1.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(2, -10 - 9 * (k % 3)),
+            textcoords="offset points",
+            fontsize=7,
+            color="#9b2226" if s.type == alert_type else "#1d3557",
+        )
     for ax, sig in zip(axes, signals, strict=False):
         x, fs = recording.channels[sig]
         a, b = int(lo * fs), min(len(x), int(hi * fs))
