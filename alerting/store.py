@@ -1,6 +1,6 @@
 """Alerts in Redis: one atomic, idempotent Lua write per emission.
 
-Key layout (``P`` = prefix, e.g. ``vs``; docs/alerting.md has the full table):
+Key layout (``P`` = prefix, e.g. ``vs``; alerting/README.md has the full table):
 
 * ``P:alert:<id>``                hash, the alert's current snapshot
 * ``P:alert:<id>:audit``          list of JSON audit entries, one per applied change

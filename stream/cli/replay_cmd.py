@@ -170,12 +170,18 @@ def validate(
     with _progress() as bar:
         tasks: dict[str, int] = {}
 
+        logged: dict[str, int] = {}
+
         def progress(phase: str, done: int, total: int) -> None:
             if phase not in tasks:
                 tasks[phase] = bar.add_task(phase, total=total)
             bar.update(tasks[phase], completed=done, total=total)
-            if not err.is_terminal and done == 0:
-                err.print(phase)
+            if not err.is_terminal:
+                # No live bar on a pipe or log file: one line per phase and per 10 %.
+                step = 10 * done // max(1, total)
+                if logged.get(phase, -1) < step:
+                    logged[phase] = step
+                    err.print(f"{phase}: {done}/{total}")
 
         try:
             metrics = run_validation(suite, data_dir, out, records, progress=progress)
