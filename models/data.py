@@ -62,12 +62,14 @@ def list_mitdb_records(data_dir: Path) -> list[str]:
 
 
 def load_mitdb_ecg(data_dir: Path, record: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Lead MLII (channel 0) resampled to ECG_FS and band-passed, with all annotation
+    """Lead MLII (by name; channel 0 in all records but 114) resampled to ECG_FS and band-passed, with all annotation
     positions (at ECG_FS) and symbols."""
-    rec = wfdb.rdrecord(str(Path(data_dir) / record), channels=[0])
+    rec = wfdb.rdrecord(str(Path(data_dir) / record))
     ann = wfdb.rdann(str(Path(data_dir) / record), "atr")
     fs = float(rec.fs)
-    ecg = pp.ecg_bandpass(pp.ecg_resample(rec.p_signal[:, 0], fs))
+    # MLII is channel 0 except in record 114, whose leads are swapped (MIT-BIH directory).
+    channel = rec.sig_name.index("MLII") if "MLII" in rec.sig_name else 0
+    ecg = pp.ecg_bandpass(pp.ecg_resample(rec.p_signal[:, channel], fs))
     pos = np.round(np.asarray(ann.sample) * pp.ECG_FS / fs).astype(np.int64)
     return ecg, pos, list(ann.symbol)
 
@@ -106,7 +108,7 @@ def load_mitdb_beats(data_dir: Path, records: Sequence[str], cache_dir: Path | N
     """All AAMI-labelled beats of ``records`` (reference R positions), cached as .npz."""
     parts = []
     for record in records:
-        cache = Path(cache_dir) / f"mitdb_v2_{record}.npz" if cache_dir else None
+        cache = Path(cache_dir) / f"mitdb_v3_{record}.npz" if cache_dir else None
         if cache is not None and cache.exists():
             z = np.load(cache)
             parts.append(BeatSet(z["segments"], z["rr"], z["labels"], z["records"],

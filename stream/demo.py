@@ -74,7 +74,7 @@ def run_demo(*, patients: int, duration_s: float, seed: int, console: Console) -
                             style = PRIORITY_STYLE.get(alert.priority, "white")
                             console.print(
                                 f"[{style}]{alert.priority.upper():6}[/] {alert.type:20} "
-                                f"patient {alert.patient_id:10} {alert.state:12} {alert.message}"
+                                f"patient {alert.patient_id:10} {alert.last_event:12} {alert.message}"
                             )
                         if sim.poll() is not None and sim.returncode != 0:
                             console.print(f"[red]simulator exited with {sim.returncode}[/]; see {workdir / 'simulator.log'}")

@@ -27,7 +27,7 @@ from stream.dsp import hrv
 from stream.dsp.filters import StreamingSosFilter, resp_filter
 from stream.dsp.ppg import StreamingPulseDetector, perfusion_index
 from stream.dsp.quality import ecg_quality, ppg_quality
-from stream.dsp.resp import RespEstimate, derived_resp_rate, resp_rate
+from stream.dsp.resp import RespEstimate, breath_amplitude, derived_resp_rate, resp_rate
 from stream.dsp.rpeaks import StreamingRPeakDetector
 from stream.findings import EcgFindings, PpgFindings, RespFindings
 from stream.schema import SampleChunk, Signal
@@ -51,10 +51,25 @@ EVENT_MEMORY_S = 40.0
 # moves slowly (a 32 s window), so it is refreshed every 6 s of event time, not every hop.
 DERIVED_REFRESH_S = 6.0
 RR_HISTORY_BEATS = 20
+# Apnoea on the RESP channel: once the patient's breath size is known (5–95 % span of the
+# last usable RESP window), swings under a fifth of it are not breaths. Central apnoea
+# shows as a flat impedance trace (baseline noise only), and the window-relative merge
+# threshold of breath counting would otherwise count that noise as fast, irregular
+# "breaths". With no breath for APNOEA_RATE_S the rate is not reported: a rate over
+# breaths that stopped that long ago is not the current rate (adult breath intervals stay
+# < 10 s down to 6 /min).
+BREATH_MIN_FRACTION = 0.2
+APNOEA_RATE_S = 10.0
 # A beat is offered to the classifier once its segment (to 0.448 s after the R peak, see
 # models.preprocess) lies inside the window, so no beat is classified from a cut segment
 # unless the stream ends there.
 BEAT_POST_S = 0.45
+# A lead-off / sensor-off input is driven to a constant (the amplifier's rail or a fixed
+# value): bit-identical samples. Live ECG/PPG, even a ventricular standstill, keeps baseline
+# noise and never repeats one value for a whole second, so a run that long is a technical
+# stretch without data: like a gap, it must count neither as a pause without beats nor as
+# one long interval in the rate extremes (it ends a contiguous segment).
+FLAT_RUN_S = 1.0
 
 
 @dataclass(slots=True)
@@ -90,6 +105,11 @@ class _Track:
         self.final_until = 0  # grid index up to which the DSP's events are decided
         self.detector: StreamingRPeakDetector | StreamingPulseDetector | None = None
         self.filter: StreamingSosFilter | None = None
+        # Unchanged-value run tracking (lead-off): start of the current run, last sample.
+        self.flat_since: int | None = None
+        self.last_value: float | None = None
+        self.flat_boundary_segment = -1  # segment that began where a flat run ended
+        self.breath_amplitude: float | None = None  # RESP: size of recent usable breaths
 
     # grid <-> time
     def t_ms(self, index: float) -> float:
@@ -115,6 +135,9 @@ class _Track:
         self.segment += 1
         self.segment_start = 0
         self.final_until = 0
+        self.flat_since = None
+        self.last_value = None
+        self.breath_amplitude = None
         if self.signal is Signal.ECG:
             self.detector = StreamingRPeakDetector(fs)
         elif self.signal is Signal.PPG:
@@ -133,22 +156,26 @@ class _Track:
                 self.detector.skip(rel.gap_samples)
             elif self.filter is not None:
                 self.filter.reset()
+            self.flat_since = None
+            self.last_value = None
         x = chunk.samples.astype(np.float64)
         self.raw.write(rel.start_index, x)
+        if self.detector is not None:
+            self._track_flat_runs(rel.start_index, x)
         if isinstance(self.detector, StreamingRPeakDetector):
             out = self.detector.process(x)
             self.filtered.write(rel.start_index, out.bandpassed)
             for b in out.beats:
                 amp = float(self.filtered.read(int(b), int(b) + 1)[0])
                 base = float(self.raw.read(int(b), int(b) + 1)[0])
-                self.events.append(_Event(int(b), self.segment, amp, base))
+                self.events.append(_Event(int(b), self._segment_of(int(b)), amp, base))
             self.final_until = out.final_until
         elif isinstance(self.detector, StreamingPulseDetector):
             pout = self.detector.process(x)
             self.filtered.write(rel.start_index, pout.filtered)
             for p, a in zip(pout.pulses, pout.amplitudes, strict=True):
                 base = float(self.raw.read(int(p), int(p) + 1)[0])
-                self.events.append(_Event(int(p), self.segment, float(a), base))
+                self.events.append(_Event(int(p), self._segment_of(int(p)), float(a), base))
             self.final_until = pout.final_until
         else:
             assert self.filter is not None
@@ -157,6 +184,53 @@ class _Track:
         horizon = self.final_until - round(EVENT_MEMORY_S * self.fs)
         while self.events and self.events[0].index < horizon:
             self.events.popleft()
+
+    def _track_flat_runs(self, start: int, x: np.ndarray) -> None:
+        """Follow runs of bit-identical samples; when one of >= FLAT_RUN_S ends, the signal
+        resumes in a new segment (beat bookkeeping restarts there, as after a gap)."""
+        if x.size == 0:
+            return
+        prev = x[0] if self.last_value is None else self.last_value
+        changed = np.empty(x.size, dtype=bool)
+        changed[0] = x[0] != prev
+        np.not_equal(x[1:], x[:-1], out=changed[1:])
+        self.last_value = float(x[-1])
+        if self.flat_since is None:
+            self.flat_since = start
+        min_run = round(FLAT_RUN_S * self.fs)
+        if changed.all():  # the usual chunk of live signal: only the carried run can end
+            if start - self.flat_since >= min_run:
+                self._flat_run_ended(start)
+            self.flat_since = start + x.size - 1
+            return
+        changes = start + np.flatnonzero(changed)
+        if changes.size == 0:
+            return
+        run_starts = np.concatenate(([self.flat_since], changes[:-1]))
+        long_runs = np.flatnonzero(changes - run_starts >= min_run)
+        if long_runs.size:
+            self._flat_run_ended(int(changes[long_runs[-1]]))
+        self.flat_since = int(changes[-1])
+
+    def _flat_run_ended(self, resume: int) -> None:
+        self.segment += 1
+        self.segment_start = resume
+        self.flat_boundary_segment = self.segment
+
+    def _segment_of(self, index: int) -> int:
+        """Segment of an event just decided: the detector reports beats up to ~0.45 s late,
+        so one that precedes the end of a flat run still belongs to the segment before it."""
+        if self.segment == self.flat_boundary_segment and index < self.segment_start:
+            return self.segment - 1
+        return self.segment
+
+    def flat_run_start(self) -> int | None:
+        """Grid index where an ongoing flat run (>= FLAT_RUN_S so far) began, else None."""
+        if self.flat_since is None or self.detector is None:
+            return None
+        if self.raw.end_index - self.flat_since >= round(FLAT_RUN_S * self.fs):
+            return self.flat_since
+        return None
 
     def events_between(self, i0: int, i1: int) -> list[_Event]:
         return [e for e in self.events if i0 <= e.index < i1]
@@ -322,6 +396,10 @@ class PatientMonitor:
             longest = max(longest, (e.index - start) / fs)
             anchor = e
         data_end = min(i1, tr.raw.end_index)
+        flat_from = tr.flat_run_start()
+        if flat_from is not None:
+            # A flat (lead-off) stretch at the end is no data, not a pause: stop before it.
+            data_end = max(min(data_end, flat_from), seg_floor(tr.segment))
         if anchor is not None and anchor.segment == tr.segment:
             longest = max(longest, (data_end - anchor.index) / fs)
         elif anchor is None or anchor.segment != tr.segment:
@@ -376,12 +454,30 @@ class PatientMonitor:
             lo = int(last_bad[-1]) + 1 if last_bad.size else 0
             lo = max(lo, tr.segment_start + round(5.0 * tr.fs) - i0, 0)
             if filt.size - lo >= MIN_RESP_SPAN_S * tr.fs:
-                est = resp_rate(filt[lo:], tr.fs)
+                x = filt[lo:]
+                ref = tr.breath_amplitude
+                min_amp = None if ref is None else BREATH_MIN_FRACTION * ref
+                est = resp_rate(x, tr.fs, min_amp)
+                span_s = x.size / tr.fs
+                last_breath_s = float(est.breaths_s[-1]) if est.breaths_s.size else 0.0
+                since_breath = span_s - last_breath_s
+                # No breath for APNOEA_RATE_S and a clean flat line over that stretch (no
+                # breath-sized swing: exactly flat, or under the patient's breath floor).
+                # That is apnoea, not a reason to fall back to ECG/PPG-derived respiration
+                # (which reports a normal rate).
+                recent = x[-round(APNOEA_RATE_S * tr.fs) :]
+                flat = since_breath >= APNOEA_RATE_S and (
+                    float(np.ptp(recent)) == 0.0
+                    or (min_amp is not None and breath_amplitude(recent) < min_amp)
+                )
                 pause = None
-                if est.rate_bpm is not None or est.breaths_s.size:
-                    span_s = (filt.size - lo) / tr.fs
+                if est.rate_bpm is not None or est.breaths_s.size or flat:
                     pause = hrv.max_pause(est.breaths_s, 0.0, span_s)
+                if est.usable and since_breath < APNOEA_RATE_S:
+                    tr.breath_amplitude = breath_amplitude(x)
                 best = (est, "resp", pause)
+                if flat and pause is not None:
+                    return RespFindings(None, "resp", 1.0, True, round(pause, 3))
                 if est.usable:
                     return RespFindings(est.rate_bpm, "resp", est.quality, True, pause)
         for sig in (Signal.PPG, Signal.ECG):

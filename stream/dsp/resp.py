@@ -65,14 +65,21 @@ def _upper_quartile(a: np.ndarray) -> float:
     return float(s[lo] + (s[hi] - s[lo]) * (pos - lo))
 
 
-def count_breaths(x: np.ndarray) -> np.ndarray:
+def count_breaths(x: np.ndarray, min_amplitude: float | None = None) -> np.ndarray:
     """Breath peaks (indices) by Schäfer & Kratky's advanced counting on a band-passed
-    respiration signal."""
+    respiration signal.
+
+    The merge threshold is relative to the window itself, so in a window of pure baseline
+    noise (apnoea) the noise wiggles would be counted as breaths. ``min_amplitude`` (in
+    signal units, from the patient's own recent breaths) sets a floor under it: swings
+    smaller than that are never breaths."""
     idx, is_max = _extrema(x)
     if idx.size < 3:
         return np.zeros(0, dtype=np.int64)
     vals = x[idx]
     thr = MERGE_FRACTION * _upper_quartile(np.abs(np.diff(vals)))
+    if min_amplitude is not None:
+        thr = max(thr, min_amplitude)
     idx_l, vals_l, max_l = idx.tolist(), vals.tolist(), is_max.tolist()
     while len(vals_l) >= 3:
         d = [abs(b - a) for a, b in itertools.pairwise(vals_l)]
@@ -82,6 +89,8 @@ def count_breaths(x: np.ndarray) -> np.ndarray:
         # Remove the pair (k, k+1): a small wiggle, not a breath.
         # (Removing one maximum and one minimum keeps the sequence alternating.)
         del idx_l[k : k + 2], vals_l[k : k + 2], max_l[k : k + 2]
+    if min_amplitude is not None and (len(vals_l) < 2 or max(abs(b - a) for a, b in itertools.pairwise(vals_l)) < thr):
+        return np.zeros(0, dtype=np.int64)  # merging stops at 2 extrema: no swing left
     return np.array([i for i, m in zip(idx_l, max_l, strict=True) if m], dtype=np.int64)
 
 
@@ -93,12 +102,13 @@ def _rate_from_peaks(peaks_s: np.ndarray) -> float | None:
     return rate if MIN_RATE_BPM <= rate <= MAX_RATE_BPM else None
 
 
-def resp_rate(filtered: np.ndarray, fs: float) -> RespEstimate:
-    """Breathing rate over a window of band-passed respiration (NaN-free)."""
+def resp_rate(filtered: np.ndarray, fs: float, min_breath_amplitude: float | None = None) -> RespEstimate:
+    """Breathing rate over a window of band-passed respiration (NaN-free).
+    ``min_breath_amplitude``: see :func:`count_breaths` (None: the window alone decides)."""
     x = np.asarray(filtered, dtype=np.float64)
     if x.size < fs * 8 or not np.isfinite(x).all() or np.ptp(x) == 0:
         return RespEstimate(None, np.zeros(0), 0.0, False)
-    peaks = count_breaths(x)
+    peaks = count_breaths(x, min_breath_amplitude)
     t = peaks / fs
     rate = _rate_from_peaks(t)
     if rate is None:
@@ -108,6 +118,15 @@ def resp_rate(filtered: np.ndarray, fs: float) -> RespEstimate:
     cv = float(np.std(intervals) / np.mean(intervals))
     quality = float(np.clip(1.0 - cv, 0.0, 1.0))
     return RespEstimate(rate, t, round(quality, 3), quality >= 0.5)
+
+
+def breath_amplitude(filtered: np.ndarray) -> float:
+    """Typical breath size of a band-passed respiration window: 5th–95th percentile span
+    (robust to a single sigh or spike)."""
+    s = np.sort(np.asarray(filtered, dtype=np.float64))  # (np.percentile costs ~5x more)
+    if s.size == 0:
+        return 0.0
+    return float(s[round(0.95 * (s.size - 1))] - s[round(0.05 * (s.size - 1))])
 
 
 def resp_rate_whole(x: np.ndarray, fs: float) -> RespEstimate:

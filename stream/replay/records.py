@@ -84,9 +84,7 @@ class RhythmEpisode:
 class AlarmLabel:
     """CinC 2015: the bedside monitor's alarm and whether reviewers judged it true."""
 
-    alarm_type: (
-        str  # Asystole, Bradycardia, Tachycardia, Ventricular_Tachycardia, Ventricular_Flutter_Fib
-    )
+    alarm_type: str  # Asystole, Bradycardia, Tachycardia, Ventricular_Tachycardia, Ventricular_Flutter_Fib
     time_s: float
     is_true: bool
 
@@ -122,9 +120,7 @@ class Recording:
     def truncated(self, end_s: float) -> Recording:
         """The first ``end_s`` seconds (a view, the samples are not copied)."""
         channels = {sig: (x[: math.ceil(end_s * fs)], fs) for sig, (x, fs) in self.channels.items()}
-        return Recording(
-            self.name, self.patient_id, channels, self.annotations, self.source, self.channel_names
-        )
+        return Recording(self.name, self.patient_id, channels, self.annotations, self.source, self.channel_names)
 
 
 # ---------------------------------------------------------------- signal conditioning
@@ -136,14 +132,10 @@ def nan_runs(x: np.ndarray) -> list[tuple[int, int]]:
     if not mask.any():
         return []
     edges = np.diff(np.concatenate(([0], mask.astype(np.int8), [0])))
-    return list(
-        zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist(), strict=True)
-    )
+    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist(), strict=True))
 
 
-def fill_short_gaps(
-    x: np.ndarray, fs: float, max_gap_s: float = MAX_INTERPOLATED_GAP_S
-) -> np.ndarray:
+def fill_short_gaps(x: np.ndarray, fs: float, max_gap_s: float = MAX_INTERPOLATED_GAP_S) -> np.ndarray:
     """Linearly interpolate NaN runs of at most ``max_gap_s``; longer runs stay NaN."""
     runs = nan_runs(x)
     if not runs:
@@ -163,9 +155,7 @@ def fill_short_gaps(
         elif right >= n:
             out[start:end] = out[left]
         else:
-            out[start:end] = np.linspace(out[left], out[right], end - start + 2, dtype=np.float32)[
-                1:-1
-            ]
+            out[start:end] = np.linspace(out[left], out[right], end - start + 2, dtype=np.float32)[1:-1]
     return out
 
 
@@ -264,9 +254,7 @@ def map_channels(
 # ---------------------------------------------------------------- WFDB (PhysioNet)
 
 
-def load_wfdb(
-    record_path: str | Path, source: str = "", patient_id: str | None = None
-) -> Recording:
+def load_wfdb(record_path: str | Path, source: str = "", patient_id: str | None = None) -> Recording:
     """Any WFDB record; reads ``.atr`` beat/rhythm annotations when present."""
     import wfdb
 
@@ -297,11 +285,7 @@ def _wfdb_annotations(stem: str, fs: float) -> Annotations:
         beat_times_s=times[beat_mask],
         beat_symbols=[s for s, b in zip(symbols, beat_mask, strict=True) if b],
         rhythm=rhythm_episodes(
-            [
-                (float(t), a.strip("\x00").strip())
-                for t, s, a in zip(times, symbols, aux, strict=True)
-                if s == "+"
-            ],
+            [(float(t), a.strip("\x00").strip()) for t, s, a in zip(times, symbols, aux, strict=True) if s == "+"],
             end_s,
         ),
     )
@@ -322,9 +306,7 @@ def rhythm_episodes(changes: Iterable[tuple[float, str]], end_s: float) -> list[
     return episodes
 
 
-def load_challenge2015(
-    data_dir: str | Path, records: Sequence[str] | None = None, prefix: str = ""
-) -> list[Recording]:
+def load_challenge2015(data_dir: str | Path, records: Sequence[str] | None = None, prefix: str = "") -> list[Recording]:
     """CinC 2015 records with their alarm label (the alarm fires at 5:00 = 300 s)."""
     root = Path(data_dir)
     labels = {}
@@ -346,17 +328,13 @@ def load_challenge2015(
 CHALLENGE2015_ALARM_S = 300.0
 
 
-def load_mitdb(
-    data_dir: str | Path, records: Sequence[str] | None = None, prefix: str = ""
-) -> list[Recording]:
+def load_mitdb(data_dir: str | Path, records: Sequence[str] | None = None, prefix: str = "") -> list[Recording]:
     root = Path(data_dir)
     names = list(records) if records else _record_list(root)
     return [load_wfdb(root / n, "mitdb", f"{prefix}{n}") for n in names]
 
 
-def load_cinc2017(
-    data_dir: str | Path, records: Sequence[str] | None = None, prefix: str = ""
-) -> list[Recording]:
+def load_cinc2017(data_dir: str | Path, records: Sequence[str] | None = None, prefix: str = "") -> list[Recording]:
     root = Path(data_dir)
     labels: dict[str, str] = {}
     ref = root / "REFERENCE.csv"
@@ -381,9 +359,7 @@ def _single_lead_wfdb(stem: Path, patient_id: str) -> Recording:
     r = wfdb.rdrecord(str(stem))
     x = fill_short_gaps(r.p_signal[:, 0].astype(np.float32), float(r.fs))
     ch = {Signal.ECG: resample_into_range(x, float(r.fs), Signal.ECG)}
-    return Recording(
-        stem.name, patient_id, ch, Annotations(), "cinc2017", {Signal.ECG: r.sig_name[0]}
-    )
+    return Recording(stem.name, patient_id, ch, Annotations(), "cinc2017", {Signal.ECG: r.sig_name[0]})
 
 
 def _record_list(root: Path) -> list[str]:
@@ -417,9 +393,7 @@ def load_bidmc_csv(signals_path: str | Path, patient_id: str | None = None) -> R
     breaths = _sibling(path, "_Breaths")
     if breaths is not None:
         _bh, bd = _read_numeric_csv(breaths)
-        annotations.breaths_s = [
-            np.sort(bd[:, i][np.isfinite(bd[:, i])]) / fs for i in range(bd.shape[1])
-        ]
+        annotations.breaths_s = [np.sort(bd[:, i][np.isfinite(bd[:, i])]) / fs for i in range(bd.shape[1])]
     return Recording(name, patient_id or name, channels, annotations, "bidmc", chosen)
 
 
@@ -451,9 +425,7 @@ def _to_float(value: str) -> float:
         return math.nan
 
 
-def load_bidmc(
-    data_dir: str | Path, records: Sequence[str] | None = None, prefix: str = ""
-) -> list[Recording]:
+def load_bidmc(data_dir: str | Path, records: Sequence[str] | None = None, prefix: str = "") -> list[Recording]:
     root = Path(data_dir)
     if records:
         wanted = [_bidmc_number(r) for r in records]
@@ -481,9 +453,7 @@ def _bidmc_number(name: str) -> str:
 # ---------------------------------------------------------------- simulator
 
 
-def load_synthetic(
-    data_dir: str | Path, records: Sequence[str] | None = None, prefix: str = ""
-) -> list[Recording]:
+def load_synthetic(data_dir: str | Path, records: Sequence[str] | None = None, prefix: str = "") -> list[Recording]:
     """The simulator's ``DIR/<patient>.npz`` + ``DIR/truth.jsonl`` via ``stream.simulator``."""
     from stream.simulator import load_simulated
 
@@ -519,9 +489,7 @@ def recording_from_simulated(sim: Any, prefix: str = "") -> Recording:
             for r in rows
         ]
 
-    annotations = Annotations(
-        episodes=episodes(sim.episodes), tolerated=episodes(getattr(sim, "tolerated", []))
-    )
+    annotations = Annotations(episodes=episodes(sim.episodes), tolerated=episodes(getattr(sim, "tolerated", [])))
     names = {s: s.value for s in channels}
     return Recording(name, f"{prefix}{name}", channels, annotations, "synthetic", names)
 
@@ -561,9 +529,7 @@ def detect_suite(path: Path) -> str | None:
     return None
 
 
-def load_paths(
-    paths: Sequence[str | Path], records: Sequence[str] | None = None, prefix: str = ""
-) -> list[Recording]:
+def load_paths(paths: Sequence[str | Path], records: Sequence[str] | None = None, prefix: str = "") -> list[Recording]:
     """Folders (suite detected from their contents) or single record files, in order."""
     out: list[Recording] = []
     for raw in paths:
@@ -572,8 +538,7 @@ def load_paths(
             kind = detect_suite(path)
             if kind is None:
                 raise FileNotFoundError(
-                    f"{path}: no recordings recognised "
-                    "(WFDB .hea, bidmc_*_Signals.csv, simulator .npz)"
+                    f"{path}: no recordings recognised (WFDB .hea, bidmc_*_Signals.csv, simulator .npz)"
                 )
             if kind == "wfdb":
                 names = list(records) if records else _record_list(path)

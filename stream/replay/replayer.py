@@ -214,12 +214,7 @@ async def publish_chunks(
             # Everything already due (and before the next throttle point) goes as one batch.
             now = time.monotonic()
             j = i + 1
-            while (
-                j < n
-                and j - i < MAX_BATCH
-                and chunks[j].ts_ms < next_throttle
-                and due(chunks[j]) <= now
-            ):
+            while j < n and j - i < MAX_BATCH and chunks[j].ts_ms < next_throttle and due(chunks[j]) <= now:
                 j += 1
             batch = chunks[i:j]
             if many is not None and len(batch) > 1:
@@ -275,11 +270,18 @@ async def replay_to_kafka(
     speed: float | None = None,
     progress: Callable[[int], None] | None = None,
     throttle: Callable[[int], Awaitable[None]] | None = None,
+    throttle_every_s: float = 20.0,
 ) -> ReplayStats:
     """Publish through ``stream.gateway.GatewayPublisher``."""
     from stream.gateway import GatewayPublisher
 
     async with GatewayPublisher(bootstrap) as publisher:
         return await publish_chunks(
-            publisher, chunks, stats, speed=speed, progress=progress, throttle=throttle
+            publisher,
+            chunks,
+            stats,
+            speed=speed,
+            progress=progress,
+            throttle=throttle,
+            throttle_every_s=throttle_every_s,
         )

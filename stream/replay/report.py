@@ -121,9 +121,7 @@ def plot_snippet(
     plt = _plt()
     lo, hi = max(0.0, t_s - before_s), t_s + after_s
     signals = [s for s in (Signal.ECG, Signal.PPG, Signal.RESP) if s in recording.channels]
-    fig, axes = plt.subplots(
-        len(signals) or 1, 1, figsize=(10, 1.8 * max(1, len(signals)) + 0.6), sharex=True
-    )
+    fig, axes = plt.subplots(len(signals) or 1, 1, figsize=(10, 1.8 * max(1, len(signals)) + 0.6), sharex=True)
     axes = np.atleast_1d(axes)
     spans = out.alerts.get(recording.patient_id, [])
     for k, s in enumerate(x for x in spans if x.active_during(lo, hi)):
@@ -150,9 +148,7 @@ def plot_snippet(
                 ax.axvspan(max(lo, s.raised_s), min(hi, end), color=colour, alpha=0.25)
         for ep in recording.annotations.episodes + recording.annotations.rhythm:
             if ep.end_s >= lo and ep.start_s <= hi:
-                ax.axvspan(
-                    max(lo, ep.start_s), min(hi, ep.end_s), ymax=0.08, color="#264653", alpha=0.6
-                )
+                ax.axvspan(max(lo, ep.start_s), min(hi, ep.end_s), ymax=0.08, color="#264653", alpha=0.6)
         ax.axvline(t_s, color="r", lw=1, ls="--")
     axes[-1].set_xlabel("record time (s)")
     active = ", ".join(sorted({s.type for s in spans if s.active_during(lo, hi)})) or "none"
@@ -176,9 +172,7 @@ def write_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     suite = metrics["suite"]
     figures: list[tuple[str, str]] = []
-    if plot_outcomes(
-        result.outcomes, out_dir / "outcomes.png", f"{suite}: outcomes per alert type"
-    ):
+    if plot_outcomes(result.outcomes, out_dir / "outcomes.png", f"{suite}: outcomes per alert type"):
         figures.append(("Outcomes per type", "outcomes.png"))
     title, xlabel, values = result.distribution
     if plot_distribution(values, out_dir / "distribution.png", title, xlabel):
@@ -186,9 +180,7 @@ def write_report(
     by_patient = {r.patient_id: r for r in recordings}
     snippets_dir = out_dir / "snippets"
     snippet_rows = []
-    for i, (kind, pid, alert_type, t_s) in enumerate(
-        pick_snippets(result.false_events, result.missed_events)
-    ):
+    for i, (kind, pid, alert_type, t_s) in enumerate(pick_snippets(result.false_events, result.missed_events)):
         rec = by_patient.get(pid)
         if rec is None:
             continue
@@ -196,9 +188,7 @@ def write_report(
         name = f"{i:02d}_{kind}_{alert_type}_{rec.name}.png"
         if suite == "challenge2015":
             # Show the 10 s the decision was judged on, with context, and only what was sent.
-            plot_snippet(
-                rec, out, kind, alert_type, t_s, snippets_dir / name, before_s=20.0, after_s=2.0
-            )
+            plot_snippet(rec, out, kind, alert_type, t_s, snippets_dir / name, before_s=20.0, after_s=2.0)
         else:
             plot_snippet(rec, out, kind, alert_type, t_s, snippets_dir / name)
         snippet_rows.append((kind, alert_type, rec.name, t_s, f"snippets/{name}"))
@@ -211,10 +201,7 @@ def write_report(
     lines.append("")
     headline = []
     if metrics.get("score") is not None:
-        headline.append(
-            f"**Challenge score: {metrics['score']:.2f} %** "
-            "(best real-time entry of CinC 2015: 81.39)"
-        )
+        headline.append(f"**Challenge score: {metrics['score']:.2f} %** (best real-time entry of CinC 2015: 81.39)")
     if metrics.get("false_alerts_per_hour") is not None:
         headline.append(f"False alerts per patient-hour: {metrics['false_alerts_per_hour']}")
     lat = metrics.get("latency_s") or {}
@@ -223,17 +210,12 @@ def write_report(
     if "resp_rate" in metrics:
         rr = metrics["resp_rate"]
         headline.append(
-            f"Breathing-rate MAE: {rr['mae_bpm']} breaths/min over {rr['n_compared']} "
-            f"findings ({rr['comparison']})"
+            f"Breathing-rate MAE: {rr['mae_bpm']} breaths/min over {rr['n_compared']} findings ({rr['comparison']})"
         )
     lines += [f"- {h}" for h in headline] + [""]
     per_type = metrics.get("per_type") or {}
     if per_type:
-        keys = [
-            k
-            for k in next(iter(per_type.values()))
-            if not isinstance(next(iter(per_type.values()))[k], dict)
-        ]
+        keys = [k for k in next(iter(per_type.values())) if not isinstance(next(iter(per_type.values()))[k], dict)]
         lines.append("| type | " + " | ".join(keys) + " |")
         lines.append("|---|" + "---|" * len(keys))
         for t, row in per_type.items():

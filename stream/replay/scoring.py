@@ -112,10 +112,7 @@ def challenge_alarm_raised(
     lookback_s: float = CHALLENGE2015_LOOKBACK_S,
 ) -> bool:
     wanted = CHALLENGE2015_ALERT_TYPES[alarm_type]
-    return any(
-        a.type == wanted and a.active_during(alarm_s - lookback_s, alarm_s + tolerance_s)
-        for a in alerts
-    )
+    return any(a.type == wanted and a.active_during(alarm_s - lookback_s, alarm_s + tolerance_s) for a in alerts)
 
 
 def challenge_score(decisions: Sequence[ChallengeDecision]) -> dict[str, Any]:
@@ -243,15 +240,9 @@ def score_episodes(
                 continue
             score = per_type[a.type]
             score.alerts += 1
-            if any(
-                e.label == a.type and e.start_s - pre_s <= a.raised_s <= e.end_s + post_s
-                for e in episodes
-            ):
+            if any(e.label == a.type and e.start_s - pre_s <= a.raised_s <= e.end_s + post_s for e in episodes):
                 score.true_alerts += 1
-            elif any(
-                e.label == a.type and e.start_s - pre_s <= a.raised_s <= e.end_s + post_s
-                for e in ignored
-            ):
+            elif any(e.label == a.type and e.start_s - pre_s <= a.raised_s <= e.end_s + post_s for e in ignored):
                 score.ignored_alerts += 1
             else:
                 score.false_alerts += 1
@@ -308,11 +299,7 @@ def mitdb_truth(
             continue
         typed = RhythmEpisode(alert_type, ep.start_s, ep.end_s)
         if alert_type == "vtach":
-            inside = [
-                (t, s)
-                for t, s in zip(beats, symbols, strict=True)
-                if ep.start_s - 0.05 <= t < ep.end_s
-            ]
+            inside = [(t, s) for t, s in zip(beats, symbols, strict=True) if ep.start_s - 0.05 <= t < ep.end_s]
             v_times = [t for t, s in inside if s in VENTRICULAR_SYMBOLS]
             rate = (
                 60.0 * (len(v_times) - 1) / (v_times[-1] - v_times[0])
@@ -347,11 +334,7 @@ def _bridge_af(rhythm: Sequence[RhythmEpisode]) -> list[RhythmEpisode]:
     for ep in sorted(rhythm, key=lambda e: e.start_s):
         is_af = MITDB_RHYTHM_ALERT_TYPES.get(ep.label) == "afib"
         prev_af = next(
-            (
-                i
-                for i in range(len(out) - 1, -1, -1)
-                if MITDB_RHYTHM_ALERT_TYPES.get(out[i].label) == "afib"
-            ),
+            (i for i in range(len(out) - 1, -1, -1) if MITDB_RHYTHM_ALERT_TYPES.get(out[i].label) == "afib"),
             None,
         )
         if is_af and prev_af is not None and ep.start_s - out[prev_af].end_s <= AF_BRIDGE_S:
@@ -362,9 +345,7 @@ def _bridge_af(rhythm: Sequence[RhythmEpisode]) -> list[RhythmEpisode]:
     return out
 
 
-def beat_rate_episodes(
-    beat_times_s: np.ndarray, n_beats: int, condition: Any, label: str
-) -> list[RhythmEpisode]:
+def beat_rate_episodes(beat_times_s: np.ndarray, n_beats: int, condition: Any, label: str) -> list[RhythmEpisode]:
     """Spans of ``n_beats`` consecutive beats whose mean rate meets ``condition``."""
     t = np.asarray(beat_times_s, dtype=float)
     out = []
@@ -393,9 +374,7 @@ def _merge(episodes: Iterable[RhythmEpisode]) -> list[RhythmEpisode]:
 # ---------------------------------------------------------------- breathing rate
 
 
-def reference_breath_rate(
-    breaths_s: Sequence[np.ndarray], start_s: float, end_s: float
-) -> float | None:
+def reference_breath_rate(breaths_s: Sequence[np.ndarray], start_s: float, end_s: float) -> float | None:
     """Mean of the annotators' rates (breaths/min) from breaths inside [start, end]."""
     rates = []
     for times in breaths_s:

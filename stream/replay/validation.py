@@ -3,8 +3,8 @@
 Steps (``run_validation``): load the suite; start (or reuse from the environment) Kafka
 and Redis; create the topics; start a ``vitalstream worker`` subprocess with a fresh
 Redis key prefix and a fresh Faust app id (= consumer group); publish every record as a
-distinct patient through the gateway SDK, held back whenever the worker falls more than
-``backlog_s`` of event time behind (consumer-group lag); wait until drained; read the
+distinct patient through the gateway SDK, held back every hop until each patient's newest
+finding is within ``backlog_s`` of what was sent to it; wait until drained; read the
 alerts back from Redis and the findings from ``vitals.findings``; score; write
 ``metrics.json``, ``report.md`` and plots; delete the Redis prefix and stop everything it
 started. The recordings are only read.
@@ -17,6 +17,7 @@ patient's last finding reaches its last closable window (or no new finding arriv
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import json
 import os
@@ -36,6 +37,7 @@ from stream.schema import SampleChunk
 from stream.settings import Settings
 
 SUITES = ("challenge2015", "mitdb", "bidmc", "synthetic")
+SINGLE_SIGNAL_THROTTLE_S = 20.0
 ProgressFn = Callable[[str, int, int], None]  # (phase, done, total)
 
 
@@ -45,6 +47,7 @@ class FindingRecord:
     window_s: float
     resp_rate_bpm: float | None
     hr_bpm: float | None
+    gaps: tuple[str, ...] = ()
 
 
 @dataclass
@@ -75,7 +78,7 @@ def run_pipeline(
     work_dir: Path,
     settings: Settings,
     progress: ProgressFn | None = None,
-    backlog_s: float = 60.0,
+    backlog_s: float = 2.5,
     drain_timeout_s: float = 900.0,
     quiet_s: float = 8.0,
 ) -> RunOutput:
@@ -90,9 +93,7 @@ def run_pipeline(
     prefix = f"val{run_id}"
     app_id = f"vitalstream-val-{run_id}"
     chunks, stats = prepare_replay(recordings, end_s=end_s)
-    env_services = {
-        k: v for k, v in os.environ.items() if k in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL")
-    }
+    env_services = {k: v for k, v in os.environ.items() if k in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL")}
     with embedded_services(work_dir / "services", env=env_services) as endpoints:
         create_topics(endpoints.kafka_bootstrap, settings.partitions)
         env = {
@@ -124,6 +125,7 @@ def run_pipeline(
                         drain_timeout_s=drain_timeout_s,
                         quiet_s=quiet_s,
                         hop_s=settings.hop_s,
+                        window_s=settings.window_s,
                     )
                 )
                 raw_alerts = store.list_alerts(include_resolved=True)
@@ -153,6 +155,9 @@ async def _replay_and_drain(
     drain_timeout_s: float,
     quiet_s: float,
     hop_s: float,
+    window_s: float,
+    throttle_timeout_s: float = 30.0,
+    stall_s: float = 3.0,
 ) -> tuple[dict[str, list[FindingRecord]], dict[str, Any]]:
     from stream.replay.replayer import replay_to_kafka
     from stream.services import FINDINGS_TOPIC, VITALS_TOPICS, consumer_group_lag
@@ -161,8 +166,24 @@ async def _replay_and_drain(
     collector = _FindingsCollector(bootstrap, FINDINGS_TOPIC, findings)
     await collector.start()
     topics = [*VITALS_TOPICS, FINDINGS_TOPIC]
-    span_s = max(1.0, (chunks[-1].ts_ms - chunks[0].ts_ms) / 1000.0) if chunks else 1.0
-    max_lag = max(500, int(len(chunks) / span_s * backlog_s))
+    # Per patient: chunk start times and the running maximum of chunk ends, to know how
+    # far its data reaches at any event time (gaps included).
+    starts: dict[str, list[int]] = {}
+    reach: dict[str, list[int]] = {}
+    for c in chunks:
+        starts.setdefault(c.patient_id, []).append(c.ts_ms)
+        ends = reach.setdefault(c.patient_id, [])
+        ends.append(max(int(c.end_ms), ends[-1] if ends else 0))
+    window_ms = int(window_s * 1000)
+    # Cross-topic skew needs two signals; single-signal suites only need to stay within
+    # reach of the worker, so they are held back far less often.
+    multi_signal = any(len(r.channels) > 1 for r in recordings)
+    if not multi_signal:
+        backlog_s = max(backlog_s, SINGLE_SIGNAL_THROTTLE_S)
+    throttle_waits = {"count": 0, "timeouts": 0, "wall_s": 0.0}
+    # Patients that stopped producing findings although data was sent (the worker judged
+    # the data unusable): not waited for again until their findings move.
+    exempt: dict[str, int] = {}
 
     async def lag() -> int | None:
         try:
@@ -170,12 +191,46 @@ async def _replay_and_drain(
         except Exception:
             return None
 
+    def behind(event_ms: int) -> list[str]:
+        """Patients whose newest finding trails what was sent by more than ``backlog_s``."""
+        late = []
+        for pid, ts in starts.items():
+            if ts[0] + window_ms + int(hop_s * 1000) > event_ms:
+                continue  # no window can have closed yet
+            sent = bisect.bisect_left(ts, event_ms)  # chunks before event_ms were sent
+            if sent == 0:
+                continue
+            sent_until = reach[pid][sent - 1]
+            if sent_until < event_ms - window_ms:
+                continue  # silent for a whole window: nothing to wait for
+            latest = collector.latest.get(pid, 0)
+            if pid in exempt and exempt[pid] == latest:
+                continue
+            if latest < sent_until - backlog_s * 1000:
+                late.append(pid)
+        return late
+
     async def throttle(event_ms: int) -> None:
-        while True:
-            current = await lag()
-            if current is not None and current <= max_lag:
-                return
-            await asyncio.sleep(1.0)
+        # Each signal has its own topic: if the worker runs far behind the publisher, it
+        # can read one topic ahead of another and see the lagging signal as a gap (its
+        # re-order horizon is 3 s). Holding the replay within about one hop of the worker
+        # keeps a replay equivalent to a live feed, whatever the speed.
+        started = time.monotonic()
+        throttle_waits["count"] += 1
+        seen, moved = collector.count, started
+        while late := behind(event_ms):
+            now = time.monotonic()
+            if collector.count != seen:
+                seen, moved = collector.count, now
+            # Give up on the stragglers once the worker has produced nothing for a while
+            # (they are not coming) or after the hard cap.
+            if now - moved > stall_s or now - started > throttle_timeout_s:
+                throttle_waits["timeouts"] += 1
+                for pid in late:
+                    exempt[pid] = collector.latest.get(pid, 0)
+                break
+            await asyncio.sleep(0.05)
+        throttle_waits["wall_s"] += time.monotonic() - started
 
     try:
         total = len(chunks)
@@ -186,6 +241,7 @@ async def _replay_and_drain(
             speed=None,
             progress=(lambda done: progress("replay", done, total)) if progress else None,
             throttle=throttle,
+            throttle_every_s=hop_s if multi_signal else SINGLE_SIGNAL_THROTTLE_S,
         )
         # Last finding each patient can produce: the window ending at the last hop boundary
         # covered by its data.
@@ -205,9 +261,7 @@ async def _replay_and_drain(
             if count != last_count:
                 last_count, last_change = count, time.monotonic()
             lag_now = await lag()
-            reached = sum(
-                1 for p, t in expected.items() if findings.get(p) and findings[p][-1].t_ms >= t
-            )
+            reached = sum(1 for p, t in expected.items() if findings.get(p) and findings[p][-1].t_ms >= t)
             if progress:
                 progress("drain", reached, len(expected))
             silent_s = time.monotonic() - last_change
@@ -217,9 +271,7 @@ async def _replay_and_drain(
             # a member does not consume); every patient complete and a long silence is done too.
             settled = complete and silent_s >= 4 * quiet_s
             if (lag_now == 0 and (complete or quiet)) or settled:
-                alert_count = await asyncio.to_thread(
-                    lambda: len(store.list_alerts(include_resolved=True))
-                )
+                alert_count = await asyncio.to_thread(lambda: len(store.list_alerts(include_resolved=True)))
                 if alert_count == last_alert_count and quiet:
                     drained = True
                     break
@@ -229,10 +281,10 @@ async def _replay_and_drain(
             "drain_wall_s": round(time.monotonic() - started, 1),
             "final_lag": lag_now,
             "findings": collector.count,
-            "patients_complete": sum(
-                1 for p, t in expected.items() if findings.get(p) and findings[p][-1].t_ms >= t
-            ),
+            "patients_complete": sum(1 for p, t in expected.items() if findings.get(p) and findings[p][-1].t_ms >= t),
             "patients": len(expected),
+            "throttle": {k: round(v, 1) for k, v in throttle_waits.items()},
+            "findings_with_gaps": sum(1 for fs in findings.values() for f in fs if f.gaps),
         }
         return findings, drain
     finally:
@@ -247,6 +299,7 @@ class _FindingsCollector:
         self.topic = topic
         self.sink = sink
         self.count = 0
+        self.latest: dict[str, int] = {}  # newest finding time per patient
         self._task: asyncio.Task[None] | None = None
         self._consumer: Any = None
 
@@ -283,8 +336,10 @@ class _FindingsCollector:
                             f.window_s,
                             f.resp.rate_bpm if f.resp is not None else None,
                             f.ecg.hr_bpm if f.ecg is not None else None,
+                            tuple(f.gaps),
                         )
                     )
+                    self.latest[f.patient_id] = max(self.latest.get(f.patient_id, 0), f.t_ms)
                     self.count += 1
 
     async def stop(self) -> None:
@@ -337,17 +392,13 @@ def score_challenge2015(recordings: Sequence[Recording], out: RunOutput) -> Suit
                     lead_times.append(min(firsts) - alarm.time_s)
     result = scoring.challenge_score(decisions)
     hours = out.replay.record_seconds / 3600.0
-    high_alerts = sum(
-        1 for spans in out.alerts.values() for a in spans if a.type in scoring.HIGH_PRIORITY_TYPES
-    )
+    high_alerts = sum(1 for spans in out.alerts.values() for a in spans if a.type in scoring.HIGH_PRIORITY_TYPES)
     metrics = {
         "score": result["score"],
         "counts": result["counts"],
         "per_type": result["per_type"],
         # Each FP decision is one false life-threatening alarm that would have sounded.
-        "false_alerts_per_hour": round(sum(1 for d in decisions if d.outcome == "FP") / hours, 3)
-        if hours
-        else None,
+        "false_alerts_per_hour": round(sum(1 for d in decisions if d.outcome == "FP") / hours, 3) if hours else None,
         "high_priority_alerts_per_hour": round(high_alerts / hours, 3) if hours else None,
         # Raise time relative to the bedside monitor's alarm for true positives (<= 0: earlier).
         "latency_s": scoring.latency_summary(lead_times),
@@ -362,10 +413,7 @@ def score_challenge2015(recordings: Sequence[Recording], out: RunOutput) -> Suit
             for d in decisions
         ],
     }
-    outcomes = {
-        t: {k: v for k, v in c.items() if k in ("TP", "FP", "TN", "FN")}
-        for t, c in result["per_type"].items()
-    }
+    outcomes = {t: {k: v for k, v in c.items() if k in ("TP", "FP", "TN", "FN")} for t, c in result["per_type"].items()}
     return SuiteResult(
         metrics,
         false_events,
@@ -412,12 +460,8 @@ def score_mitdb(recordings: Sequence[Recording], out: RunOutput) -> SuiteResult:
     truth, ignore = {}, {}
     for rec in recordings:
         a = rec.annotations
-        truth[rec.patient_id], ignore[rec.patient_id] = scoring.mitdb_truth(
-            a.rhythm, a.beat_times_s, a.beat_symbols
-        )
-    return _episode_result(
-        truth, ignore, ("afib", "vtach", "vfib", "extreme_brady", "extreme_tachy"), out
-    )
+        truth[rec.patient_id], ignore[rec.patient_id] = scoring.mitdb_truth(a.rhythm, a.beat_times_s, a.beat_symbols)
+    return _episode_result(truth, ignore, ("afib", "vtach", "vfib", "extreme_brady", "extreme_tachy"), out)
 
 
 def score_synthetic(recordings: Sequence[Recording], out: RunOutput) -> SuiteResult:
@@ -426,19 +470,14 @@ def score_synthetic(recordings: Sequence[Recording], out: RunOutput) -> SuiteRes
     return _episode_result(truth, tolerated, scoring.ALERT_TYPES, out)
 
 
-def score_bidmc(
-    recordings: Sequence[Recording], out: RunOutput, window_s: float = 32.0
-) -> SuiteResult:
+def score_bidmc(recordings: Sequence[Recording], out: RunOutput, window_s: float = 32.0) -> SuiteResult:
     per_record = {}
     all_errors: list[float] = []
     signed_errors: list[float] = []
     false_events: list[tuple[str, str, float]] = []
     worst: list[tuple[float, str, float]] = []
     for rec in recordings:
-        found = [
-            ((f.t_ms - out.base_ms) / 1000.0, f.resp_rate_bpm)
-            for f in out.findings.get(rec.patient_id, [])
-        ]
+        found = [((f.t_ms - out.base_ms) / 1000.0, f.resp_rate_bpm) for f in out.findings.get(rec.patient_id, [])]
         res = scoring.score_resp_rate(found, rec.annotations.breaths_s, window_s)
         pairs = res.pop("pairs")
         all_errors.extend(abs(p - r) for _, p, r in pairs)
@@ -459,9 +498,7 @@ def score_bidmc(
             f"over the {window_s:.0f} s ending at the finding",
             "mae_bpm": round(float(np.mean(all_errors)), 3) if all_errors else None,
             "median_abs_error_bpm": round(float(np.median(all_errors)), 3) if all_errors else None,
-            "within_2bpm": round(float(np.mean(np.asarray(all_errors) <= 2.0)), 4)
-            if all_errors
-            else None,
+            "within_2bpm": round(float(np.mean(np.asarray(all_errors) <= 2.0)), 4) if all_errors else None,
             "n_compared": len(all_errors),
             "per_record": per_record,
         },
@@ -490,9 +527,7 @@ SCORERS = {
 # ---------------------------------------------------------------- orchestration
 
 
-def generate_synthetic(
-    target: Path, patients: int = 6, duration_s: float = 600.0, seed: int = 7
-) -> Path:
+def generate_synthetic(target: Path, patients: int = 6, duration_s: float = 600.0, seed: int = 7) -> Path:
     """Write a simulated cohort with ground truth (``<patient>.npz`` + ``truth.jsonl``)."""
     from stream import simulator
 
@@ -552,6 +587,7 @@ def run_validation(
             "replay": out.replay.as_dict(),
             "drain": out.drain,
             "alerts_by_type": _alerts_by_type(out),
+            "alerts": _alerts_by_record(recordings, out),
             "wall_s": round(time.monotonic() - started, 1),
         }
         (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_json_default))
@@ -571,6 +607,22 @@ def _alerts_by_type(out: RunOutput) -> dict[str, int]:
         for a in spans:
             counts[a.type] = counts.get(a.type, 0) + 1
     return dict(sorted(counts.items()))
+
+
+def _alerts_by_record(recordings: Sequence[Recording], out: RunOutput) -> dict[str, list[list[Any]]]:
+    """Compact listing for reviewers: record -> [type, priority, raised_s, resolved_s]."""
+    listing: dict[str, list[list[Any]]] = {}
+    for rec in recordings:
+        listing[rec.name] = [
+            [
+                a.type,
+                a.priority,
+                round(a.raised_s, 1),
+                None if a.resolved_s is None else round(a.resolved_s, 1),
+            ]
+            for a in out.alerts.get(rec.patient_id, [])
+        ]
+    return listing
 
 
 def _json_default(obj: Any) -> Any:

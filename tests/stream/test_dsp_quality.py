@@ -78,3 +78,21 @@ def test_ppg_quality_clean_vs_noise() -> None:
     _, npulses, _, _ = ppg_pulses(noise, fs)
     bad = ppg_quality(noise, nf, fs, npulses)
     assert not bad.usable and bad.quality < good.quality
+
+
+def test_ppg_motion_artefact_is_not_usable() -> None:
+    fs = 125.0
+    x = nk.ppg_simulate(duration=10, sampling_rate=int(fs), heart_rate=75, random_state=2)
+    rng = np.random.default_rng(4)
+    t = np.arange(x.size) / fs
+    # Movement: large, symmetric low-frequency swings plus broadband noise, in bursts.
+    burst = (np.sin(2 * np.pi * 0.3 * t) > -0.3).astype(float)
+    motion = burst * np.ptp(x) * (
+        1.5 * np.sin(2 * np.pi * 1.7 * t + rng.uniform(0, 6)) + 0.5 * rng.standard_normal(t.size)
+    )
+    clean_f, clean_p, _, _ = ppg_pulses(x, fs)
+    moved_f, moved_p, _, _ = ppg_pulses(x + motion, fs)
+    clean = ppg_quality(x, clean_f, fs, clean_p)
+    moved = ppg_quality(x + motion, moved_f, fs, moved_p)
+    assert clean.usable
+    assert not moved.usable and moved.quality < clean.quality

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from stream.dsp import hrv
+from stream.dsp.filters import resp_bandpass
 from stream.dsp.ppg import perfusion_index, ppg_pulses
-from stream.dsp.resp import count_breaths, derived_resp_rate, resp_rate_whole
+from stream.dsp.resp import count_breaths, derived_resp_rate, resp_rate, resp_rate_whole
 
 
 @pytest.mark.parametrize("rate", [55, 90, 150])
@@ -90,3 +91,16 @@ def test_bidmc_breathing_rate_one_record(data_dir) -> None:
     assert result["windows"] == 15
     assert result["mae_resp"] < 1.5
     assert result["mae_ppg"] < 3.0
+
+
+def test_breath_floor_stops_noise_being_counted_as_breaths() -> None:
+    fs = 25.0
+    rng = np.random.default_rng(1)
+    noise = 0.01 * rng.standard_normal(int(30 * fs))
+    y = resp_bandpass(noise, fs)
+    # The window-relative merge threshold counts filtered noise as breaths...
+    assert count_breaths(y).size > 3
+    # ...a floor from the patient's own breaths (span ~1 here) does not.
+    assert count_breaths(y, min_amplitude=0.2).size == 0
+    est = resp_rate(y, fs, min_breath_amplitude=0.2)
+    assert est.rate_bpm is None and est.breaths_s.size == 0

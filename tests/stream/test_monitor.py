@@ -171,3 +171,85 @@ def test_resume_after_silence_marks_gap_and_skips_empty_windows(signals) -> None
     resumed = [w for w in windows if w.t_ms - T0 > 35_000]
     assert all("ecg" in w.gaps and w.ecg_window is None for w in resumed if w.t_ms - T0 < 45_000)
     assert any(w.gaps == () and w.ecg.usable for w in resumed if w.t_ms - T0 >= 46_000)
+
+
+# -- simulated episodes (stream.simulator) ----------------------------------------------
+
+
+def _simulated_windows(episode: str, start_s: float, duration_s: float, total_s: float,
+                       params: dict[str, float] | None = None, which=("ecg", "ppg", "resp")):
+    from stream.gateway import chunk_signals
+    from stream.schema import Signal
+    from stream.simulator import EpisodeSpec, PatientScenario, simulate_patient
+
+    spec = EpisodeSpec(episode, start_s, duration_s, params or {})
+    rec = simulate_patient(PatientScenario("sim", (spec,), duration_s=total_s), seed=3)
+    channels = {
+        Signal(sig): (getattr(rec, sig), rec.fs[sig]) for sig in ("ecg", "ppg", "resp")
+        if sig in which
+    }
+    monitor = PatientMonitor("sim")
+    windows = []
+    for chunk in chunk_signals("sim", "dev", channels, 0):
+        windows.extend(monitor.push(chunk).windows)
+    return {round(w.t_ms / 1000): w for w in windows}
+
+
+def test_apnoea_on_flat_resp_reports_the_pause_not_a_derived_rate() -> None:
+    # Breathing stops at 30 s (2 s ramp before) and resumes at 55 s; ECG and PPG stay clean,
+    # so ECG/PPG-derived respiration would report a normal rate throughout.
+    w = _simulated_windows("apnea", 30, 25, 70)
+    assert w[24].resp.source == "resp" and abs(w[24].resp.rate_bpm - 15) < 2
+    for t in range(46, 58, 2):
+        resp = w[t].resp
+        assert resp.source == "resp" and resp.rate_bpm is None and resp.usable
+        # time since the last (shallow, ramping-down) breath, ~28-31 s
+        assert resp.max_pause_s == pytest.approx(t - 29.5, abs=3.0)
+    assert max(w[t].resp.max_pause_s for t in range(50, 58, 2)) >= 20.0  # apnea alert
+    assert all(w[t].ecg.usable and w[t].ppg.usable for t in range(46, 58, 2))
+
+
+def test_lead_off_stretch_is_not_a_pause_afterwards() -> None:
+    # ECG railed (constant) 30-50 s; the first windows after it used to measure the 20 s
+    # from the last beat before the lead-off as a pause (false asystole/extreme brady).
+    w = _simulated_windows("lead_off", 30, 20, 70, which=("ecg",))
+    assert all(w[t].ecg.lead_off for t in range(34, 58, 2))
+    for t in range(60, 70, 2):  # (the 58 s window still holds 2 s of rail: clipped)
+        ecg = w[t].ecg
+        assert not ecg.lead_off and ecg.max_pause_s < 1.5
+        assert ecg.hr_min_5beats is None or ecg.hr_min_5beats > 50
+
+
+def test_lead_off_at_mid_level_does_not_open_a_pause() -> None:
+    # A flat line that is neither extreme (not "saturated") is lead_off only once it fills
+    # half the window; before that, the flat tail must not count as time without QRS.
+    w = _simulated_windows("lead_off", 30, 20, 70, {"rail_mv": 0.0}, which=("ecg",))
+    for t in (32, 34):
+        assert not w[t].ecg.lead_off and w[t].ecg.max_pause_s < 1.5
+    assert w[40].ecg.lead_off
+
+
+def test_simulated_asystole_still_reports_a_pause() -> None:
+    w = _simulated_windows("asystole", 30, 9, 60, which=("ecg", "ppg"))
+    assert max(w[t].ecg.max_pause_s for t in range(34, 42, 2)) >= 8.0
+    assert not any(w[t].ecg.lead_off for t in range(30, 42, 2))
+
+
+def test_motion_artefact_makes_ppg_unusable() -> None:
+    w = _simulated_windows("motion", 30, 15, 70, which=("ppg",))
+    during = [w[t].ppg for t in range(36, 52, 2)]
+    assert all(not p.usable and p.pulse_rate_bpm is None for p in during)
+    assert all(w[t].ppg.usable for t in (24, 28, 60, 64))
+
+
+def test_flat_resp_is_apnoea_even_when_ecg_derived_rate_is_available(signals) -> None:
+    sig = dict(signals)
+    resp = signals["resp"].copy()
+    resp[25 * 25 :] = resp[25 * 25]  # breathing stops; the trace is exactly flat
+    sig["resp"] = resp
+    windows, _ = run(PatientMonitor("p1"), chunks(sig, which=("ecg", "resp")))
+    late = [w for w in windows if w.t_ms - T0 >= 48_000]
+    assert late and all(
+        w.resp.source == "resp" and w.resp.rate_bpm is None and w.resp.max_pause_s >= 20.0
+        for w in late
+    )
