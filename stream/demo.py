@@ -77,7 +77,8 @@ def run_demo(*, patients: int, duration_s: float, seed: int, console: Console) -
                                 f"patient {alert.patient_id:10} {alert.last_event:12} {alert.message}"
                             )
                         if sim.poll() is not None and sim.returncode != 0:
-                            console.print(f"[red]simulator exited with {sim.returncode}[/]; see {workdir / 'simulator.log'}")
+                            log = workdir / "simulator.log"
+                            console.print(f"[red]simulator exited with {sim.returncode}[/]; see {log}")
                             break
                 finally:
                     with contextlib.suppress(ProcessLookupError):

@@ -155,7 +155,9 @@ def _wait_port(proc: subprocess.Popen[bytes], port: int, name: str, log_path: Pa
             return
         time.sleep(0.1)
     _terminate(proc.pid)
-    raise ServiceError(f"{name} did not accept connections on 127.0.0.1:{port} within {START_TIMEOUT_S:.0f} s (log: {log_path})")
+    raise ServiceError(
+        f"{name} did not accept connections on 127.0.0.1:{port} within {START_TIMEOUT_S:.0f} s (log: {log_path})"
+    )
 
 
 def start_kafka(log_dir: Path, port: int | None = None) -> _Started:
@@ -310,12 +312,11 @@ def create_topics(bootstrap: str, partitions: int, replication_factor: int = 1) 
             existing = set(await admin.list_topics())
             wanted = [n for n in names if n not in existing]
             if wanted:
-                try:
+                # Another process may create them at the same moment; that is fine.
+                with contextlib.suppress(TopicAlreadyExistsError):
                     await admin.create_topics(
                         [NewTopic(n, num_partitions=partitions, replication_factor=replication_factor) for n in wanted]
                     )
-                except TopicAlreadyExistsError:
-                    pass
             described = await admin.describe_topics(names)
             for d in described:
                 count = len(d.get("partitions", []))

@@ -27,7 +27,7 @@ def _docker_available() -> bool:
 
         docker.from_env(timeout=2).ping()
         return True
-    except Exception:  # noqa: BLE001 - no client, no daemon, no permission: all mean "no"
+    except Exception:  # no client, no daemon, no permission: all mean "no"
         return False
 
 
