@@ -177,6 +177,10 @@ class ModelRuntime:
         return out
 
     # ---------------------------------------------------------------- window analysis
+    def forget(self, patient_id: str) -> None:
+        """Drop a patient's beat memory (its DSP state was reset or moved to another worker)."""
+        self._patients.pop(patient_id, None)
+
     def _memory(self, patient_id: str) -> _PatientBeats:
         mem = self._patients.get(patient_id)
         if mem is None:

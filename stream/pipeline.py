@@ -83,6 +83,7 @@ class VitalsPipeline:
         """Drop a patient's state (e.g. discharged, or its partition moved to another worker)."""
         self.monitors.pop(patient_id, None)
         self.trends.pop(patient_id, None)
+        self.runtime.forget(patient_id)
 
     def _finding(self, window: WindowAnalysis, out: ModelOutputs) -> VitalsFinding:
         ecg = window.ecg

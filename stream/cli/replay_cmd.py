@@ -58,22 +58,14 @@ def replay(
         list[str] | None,
         typer.Option("--records", "-r", help="Only these record names (repeatable)."),
     ] = None,
-    speed: Annotated[
-        float, typer.Option(help="Event time per wall time: 1 = real time, 10 = ten times faster.")
-    ] = 1.0,
-    max_speed: Annotated[
-        bool, typer.Option("--max-speed", help="As fast as possible (overrides --speed).")
-    ] = False,
+    speed: Annotated[float, typer.Option(help="Event time per wall time: 1 = real time, 10 = ten times faster.")] = 1.0,
+    max_speed: Annotated[bool, typer.Option("--max-speed", help="As fast as possible (overrides --speed).")] = False,
     patient_prefix: Annotated[str, typer.Option(help="Patient id = PREFIX + record name.")] = "rp-",
     bootstrap: Annotated[
         str,
-        typer.Option(
-            help="Kafka bootstrap servers (default: KAFKA_BOOTSTRAP_SERVERS or `services up`)."
-        ),
+        typer.Option(help="Kafka bootstrap servers (default: KAFKA_BOOTSTRAP_SERVERS or `services up`)."),
     ] = "",
-    limit_s: Annotated[
-        float | None, typer.Option(help="Replay only the first N seconds of each record.")
-    ] = None,
+    limit_s: Annotated[float | None, typer.Option(help="Replay only the first N seconds of each record.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Publish recordings through the gateway SDK, one patient per record, all at once."""
@@ -90,8 +82,7 @@ def replay(
             kafka = state.endpoints.kafka_bootstrap
     if not kafka:
         err.print(
-            "[red]no Kafka broker: pass --bootstrap, set KAFKA_BOOTSTRAP_SERVERS "
-            "or run `vitalstream services up`[/]"
+            "[red]no Kafka broker: pass --bootstrap, set KAFKA_BOOTSTRAP_SERVERS or run `vitalstream services up`[/]"
         )
         raise typer.Exit(2)
     try:
@@ -143,18 +134,13 @@ def validate(
     suite: Annotated[str, typer.Argument(help="challenge2015 | mitdb | bidmc | synthetic")],
     data_dir: Annotated[
         Path | None,
-        typer.Option(
-            help="Folder of the suite's recordings "
-            "(default: <data_dir>/<suite>; synthetic: generated)."
-        ),
+        typer.Option(help="Folder of the suite's recordings (default: <data_dir>/<suite>; synthetic: generated)."),
     ] = None,
     records: Annotated[
         list[str] | None,
         typer.Option("--records", "-r", help="Only these record names (repeatable)."),
     ] = None,
-    out: Annotated[Path, typer.Option(help="Where metrics.json, report.md and plots go.")] = Path(
-        "validation-out"
-    ),
+    out: Annotated[Path, typer.Option(help="Where metrics.json, report.md and plots go.")] = Path("validation-out"),
     as_json: Annotated[bool, typer.Option("--json", help="Print metrics.json to stdout.")] = False,
 ) -> None:
     """Replay a suite through the real pipeline, score the alerts, write a report."""
@@ -194,9 +180,6 @@ def validate(
     if as_json:
         sys.stdout.write(json.dumps(metrics, indent=2, default=str) + "\n")
     else:
-        headline = {
-            k: metrics.get(k)
-            for k in ("suite", "records", "score", "false_alerts_per_hour", "latency_s")
-        }
+        headline = {k: metrics.get(k) for k in ("suite", "records", "score", "false_alerts_per_hour", "latency_s")}
         err.print(json.dumps(headline, default=str))
         err.print(f"report: {out / 'report.md'}")

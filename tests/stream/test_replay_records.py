@@ -25,9 +25,7 @@ from stream.schema import Signal
 FS = 250
 
 
-def synthetic_ecg(
-    seconds: float, fs: int = FS, hr_bpm: float = 75.0, amplitude: float = 1.0
-) -> np.ndarray:
+def synthetic_ecg(seconds: float, fs: int = FS, hr_bpm: float = 75.0, amplitude: float = 1.0) -> np.ndarray:
     """Gaussian QRS-like spikes on a small baseline wander."""
     t = np.arange(int(seconds * fs)) / fs
     x = 0.05 * np.sin(2 * np.pi * 0.3 * t)
@@ -138,9 +136,7 @@ def test_wfdb_challenge_record_maps_channels_and_alarm(tmp_path: Path) -> None:
 
 def test_wfdb_mitdb_like_record_with_annotations(tmp_path: Path) -> None:
     fs = 360
-    write_record(
-        tmp_path, "900", ["MLII", "V1"], [synthetic_ecg(10, fs), synthetic_ecg(10, fs)], fs=fs
-    )
+    write_record(tmp_path, "900", ["MLII", "V1"], [synthetic_ecg(10, fs), synthetic_ecg(10, fs)], fs=fs)
     samples = np.array([0, 108, 400, 700, 1000, 1800])
     wfdb.wrann(
         "900",
@@ -167,9 +163,7 @@ def test_bidmc_csv_maps_pleth_resp_and_ii_and_reads_breaths(tmp_path: Path) -> N
     pleth = np.sin(2 * np.pi * 1.2 * t)
     lines = ["Time [s], RESP, PLETH, V, AVR, II"]
     for i in range(n):
-        lines.append(
-            f"{t[i]:.3f},{resp[i]:.5f},{pleth[i]:.5f},{ecg[i] * 0.3:.5f},{-ecg[i]:.5f},{ecg[i]:.5f}"
-        )
+        lines.append(f"{t[i]:.3f},{resp[i]:.5f},{pleth[i]:.5f},{ecg[i] * 0.3:.5f},{-ecg[i]:.5f},{ecg[i]:.5f}")
     with gzip.open(tmp_path / "bidmc_07_Signals.csv.gz", "wt") as f:
         f.write("\n".join(lines) + "\n")
     breaths = (np.arange(1, 20, 4.0) * fs).astype(int)
@@ -221,9 +215,7 @@ def test_simulator_output_loads_with_truth_in_record_seconds(tmp_path: Path) -> 
     from stream import simulator
     from stream.replay.records import load_synthetic
 
-    simulator.write_simulated(
-        tmp_path, patients=3, duration_s=60, seed=1, start_ms=1_700_000_000_000
-    )
+    simulator.write_simulated(tmp_path, patients=3, duration_s=60, seed=1, start_ms=1_700_000_000_000)
     assert detect_suite(tmp_path) == "synthetic"
     recs = load_synthetic(tmp_path, prefix="s-")
     sims = {s.patient_id: s for s in simulator.load_simulated(tmp_path)}

@@ -50,9 +50,7 @@ def test_chunks_reproduce_relative_times_and_samples() -> None:
     assert [c.seq for c in ecg] == list(range(11))
     assert [c.ts_ms - base for c in ecg] == [1000 * i for i in range(11)]
     assert ecg[-1].n == 180  # the last half second
-    np.testing.assert_array_equal(
-        np.concatenate([c.samples for c in ecg]), rec.channels[Signal.ECG][0]
-    )
+    np.testing.assert_array_equal(np.concatenate([c.samples for c in ecg]), rec.channels[Signal.ECG][0])
     assert all(c.patient_id == "p-a" and c.device_id == "replay-a" for c in chunks)
     # Interleaved by event time across signals.
     assert [c.ts_ms for c in chunks] == sorted(c.ts_ms for c in chunks)
@@ -141,9 +139,7 @@ def test_throttle_is_awaited_as_event_time_advances() -> None:
     async def throttle(event_ms: int) -> None:
         calls.append(event_ms)
 
-    asyncio.run(
-        publish_chunks(FakePublisher(), chunks, stats, throttle=throttle, throttle_every_s=20.0)
-    )
+    asyncio.run(publish_chunks(FakePublisher(), chunks, stats, throttle=throttle, throttle_every_s=20.0))
     assert len(calls) == 2
     assert calls[0] - chunks[0].ts_ms == 20_000
 

@@ -58,12 +58,8 @@ def test_challenge_ten_second_rule(alerts: list[AlertSpan], expected: bool) -> N
 
 
 def test_challenge_tolerance_allows_raise_just_after_alarm() -> None:
-    assert challenge_alarm_raised(
-        [span("vfib", 301.0)], "Ventricular_Flutter_Fib", 300.0, tolerance_s=2.0
-    )
-    assert not challenge_alarm_raised(
-        [span("vfib", 303.0)], "Ventricular_Flutter_Fib", 300.0, tolerance_s=2.0
-    )
+    assert challenge_alarm_raised([span("vfib", 301.0)], "Ventricular_Flutter_Fib", 300.0, tolerance_s=2.0)
+    assert not challenge_alarm_raised([span("vfib", 303.0)], "Ventricular_Flutter_Fib", 300.0, tolerance_s=2.0)
 
 
 def test_challenge_alarm_mapping_uses_the_shared_vocabulary() -> None:

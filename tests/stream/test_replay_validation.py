@@ -34,12 +34,8 @@ def rec(name: str, seconds: float, annotations: Annotations) -> Recording:
     return Recording(name, f"v-{name}", channels, annotations, channel_names={Signal.ECG: "II"})
 
 
-def output(
-    alerts: dict[str, list[AlertSpan]], seconds: float, findings: dict | None = None
-) -> RunOutput:
-    return RunOutput(
-        alerts, findings or {}, BASE, ReplayStats(records=len(alerts), record_seconds=seconds)
-    )
+def output(alerts: dict[str, list[AlertSpan]], seconds: float, findings: dict | None = None) -> RunOutput:
+    return RunOutput(alerts, findings or {}, BASE, ReplayStats(records=len(alerts), record_seconds=seconds))
 
 
 def test_challenge_suite_decisions_and_metrics(tmp_path: Path) -> None:
@@ -88,9 +84,7 @@ def test_challenge_replays_only_up_to_the_alarm_plus_one_hop() -> None:
 
 
 def test_synthetic_suite_scores_every_alert_type(tmp_path: Path) -> None:
-    truth = Annotations(
-        episodes=[RhythmEpisode("apnea", 60.0, 90.0), RhythmEpisode("vfib", 200.0, 210.0)]
-    )
+    truth = Annotations(episodes=[RhythmEpisode("apnea", 60.0, 90.0), RhythmEpisode("vfib", 200.0, 210.0)])
     recs = [rec("s1", 300, truth)]
     alerts = {
         "v-s1": [
@@ -110,9 +104,7 @@ def test_synthetic_suite_scores_every_alert_type(tmp_path: Path) -> None:
 def test_bidmc_suite_compares_findings_with_breaths() -> None:
     breaths = np.arange(0.5, 120, 4.0)  # 15 breaths/min
     recs = [rec("bidmc01", 120, Annotations(breaths_s=[breaths, breaths + 0.1]))]
-    findings = {
-        "v-bidmc01": [FindingRecord(BASE + t * 1000, 10.0, 16.0, 70.0) for t in range(40, 120, 2)]
-    }
+    findings = {"v-bidmc01": [FindingRecord(BASE + t * 1000, 10.0, 16.0, 70.0) for t in range(40, 120, 2)]}
     result = score_bidmc(recs, output({"v-bidmc01": []}, 120, findings))
     rr = result.metrics["resp_rate"]
     assert rr["mae_bpm"] == pytest.approx(1.0, abs=0.05)
