@@ -201,6 +201,11 @@ class ModelRuntime:
         rhythm_rows: list[np.ndarray] = []
         rhythm_owner: list[int] = []
         prepared: list[tuple[int, np.ndarray, np.ndarray, float] | None] = []
+        # Beats queued for classification in this call, per patient: a patient may have
+        # several windows in one batch (catch-up, replay), and its memory only learns the
+        # classes after the batched forward pass, so without this a beat offered by one
+        # window and still pending in the next would be classified twice.
+        queued: dict[str, list[float]] = {}
 
         for wi, w in enumerate(windows):
             if w.ecg_window is None or not w.ecg_fs or len(w.ecg_window) < int(w.ecg_fs):
@@ -231,6 +236,8 @@ class ModelRuntime:
                 wanted = bool(is_new[i]) or mem.is_pending(t)
                 if not wanted or mem.class_at(t) is not None:
                     continue
+                if any(abs(q - t) <= _MATCH_MS for q in queued.get(w.patient_id, ())):
+                    continue
                 j = n_hist + i - 1  # index of this beat's pre-RR in seq
                 # The tail (post-RR and the T wave) must be in the window; a missing head
                 # only happens in a patient's first window and is edge-padded.
@@ -253,6 +260,7 @@ class ModelRuntime:
                 rr_parts.append(pp.beat_context(seq[js], np.diff(r)[idx] / pp.ECG_FS, local,
                                                 seg, template))
                 owners.extend((wi, float(times[i])) for i in idx)
+                queued.setdefault(w.patient_id, []).extend(float(times[i]) for i in idx)
             crop = x[-pp.RHYTHM_LEN:] if x.size >= pp.RHYTHM_LEN else pp.fit_length(
                 x, pp.RHYTHM_LEN)
             if x.size >= int(2 * pp.ECG_FS):

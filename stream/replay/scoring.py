@@ -3,7 +3,7 @@
 All times are seconds from the start of the record (the validation run converts the
 alerts' event-time epoch ms back to record time).
 
-Rules (``docs/validation.md`` explains them with the clinical sources):
+Rules (``stream/replay/README.md`` explains them with the clinical sources):
 
 * CinC 2015 (:func:`challenge_alarm_raised`, :func:`challenge_score`): one decision per
   record. The monitor's alarm fires at 300 s; our system "raises" it when an alert of the

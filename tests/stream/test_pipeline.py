@@ -1,0 +1,71 @@
+"""The pure pipeline the worker, replay and benchmarks share: chunks in, findings out."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from models.runtime import ModelRuntime
+from stream.findings import VitalsFinding
+from stream.gateway import chunk_signals, merge_by_time
+from stream.pipeline import VitalsPipeline
+from stream.schema import Signal
+from stream.simulator import EpisodeSpec, PatientScenario, simulate_patient
+
+START_MS = 1_760_000_000_000
+
+
+@pytest.fixture
+def runtime() -> ModelRuntime:
+    # A fresh runtime per test: it remembers each patient's classified beats.
+    return ModelRuntime.load_default()
+
+
+@pytest.fixture(scope="module")
+def chunks() -> list:
+    scenarios = [
+        PatientScenario("p-brady", (EpisodeSpec("extreme_brady", 20, 30),), duration_s=60),
+        PatientScenario("p-normal", (), duration_s=60),
+    ]
+    streams = []
+    for i, s in enumerate(scenarios):
+        rec = simulate_patient(s, seed=i, start_ms=START_MS)
+        streams.append(
+            chunk_signals(rec.patient_id, "dev", {Signal.ECG: (rec.ecg, 250.0), Signal.PPG: (rec.ppg, 125.0),
+                                                  Signal.RESP: (rec.resp, 25.0)}, START_MS)
+        )
+    return list(merge_by_time(*streams))
+
+
+def test_findings_per_patient_per_hop_with_plausible_rates(runtime: ModelRuntime, chunks: list) -> None:
+    findings = VitalsPipeline(runtime).process(chunks)
+    by_patient = {p: [f for f in findings if f.patient_id == p] for p in ("p-brady", "p-normal")}
+    for items in by_patient.values():
+        times = [f.t_ms for f in items]
+        assert times == sorted(times) and len(set(np.diff(times))) == 1  # one per 2 s hop
+        assert 20 <= len(items) <= 26
+        assert all(f.model_version == runtime.model_version for f in items)
+    normal_hr = [f.ecg.hr_bpm for f in by_patient["p-normal"] if f.ecg and f.ecg.usable]
+    assert normal_hr and 60 <= float(np.median(normal_hr)) <= 85
+    during = [f for f in by_patient["p-brady"] if START_MS + 35_000 <= f.t_ms <= START_MS + 50_000]
+    assert during and all(f.ecg.hr_min_5beats < 40 for f in during)
+    # Breathing rate needs ~20 s of respiration before the first estimate.
+    assert all(f.resp and f.resp.rate_bpm and 8 <= f.resp.rate_bpm <= 25 for f in by_patient["p-normal"][6:])
+    # The wire format carries everything the aggregator reads.
+    assert VitalsFinding.from_json(findings[-1].to_json()) == findings[-1]
+
+
+def test_batching_across_patients_does_not_change_findings(runtime: ModelRuntime, chunks: list) -> None:
+    whole = VitalsPipeline(runtime).process(chunks)
+    one_by_one_pipe = VitalsPipeline(ModelRuntime.load_default())
+    one_by_one = [f for c in chunks for f in one_by_one_pipe.process([c])]
+    key = lambda f: (f.patient_id, f.t_ms)  # noqa: E731
+    assert sorted(whole, key=key) == sorted(one_by_one, key=key)
+
+
+def test_duplicate_chunks_are_counted_and_change_nothing(runtime: ModelRuntime, chunks: list) -> None:
+    once = VitalsPipeline(runtime).process(chunks)
+    pipe = VitalsPipeline(ModelRuntime.load_default())
+    twice = pipe.process([c for c in chunks for _ in range(2)])
+    assert twice == once
+    assert pipe.counters.chunks["duplicate"] == len(chunks)
