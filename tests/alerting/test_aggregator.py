@@ -161,11 +161,23 @@ def test_poor_quality_ecg_gates_asystole_and_raises_poor_signal() -> None:
 
 def test_vfib_is_not_gated_by_poor_quality_only_by_lead_off() -> None:
     vf = ecg(quality=0.1, usable=False, vf_seconds=6.0, vf_score=0.9, hr_bpm=None)
-    _, out = run([finding(0, ecg=vf)])
+    _, out = run([finding(i, ecg=vf) for i in range(2)])
     assert "vfib" in [e.type for e in out if e.event == "raised"]
     flat = ecg(quality=0.0, usable=False, lead_off=True, vf_seconds=6.0, max_pause_s=None)
     _, out = run([finding(i, ecg=flat) for i in range(3)])
     assert [e.type for e in out] == ["lead_off"]
+
+
+def test_vfib_needs_two_consecutive_windows() -> None:
+    """One window of VF-like noise raises nothing; VF in the next window too raises."""
+    vf = ecg(quality=0.1, usable=False, vf_seconds=5.0, vf_score=0.9, hr_bpm=None)
+    calm = ecg(vf_seconds=0.0, vf_score=0.1)
+    _, out = run([finding(0, ecg=vf), finding(1, ecg=calm), finding(2, ecg=vf),
+                  finding(3, ecg=calm)])
+    assert "vfib" not in [e.type for e in out]
+    _, out = run([finding(0, ecg=calm), finding(1, ecg=vf), finding(2, ecg=vf)])
+    raised = [e for e in out if e.type == "vfib" and e.event == "raised"]
+    assert len(raised) == 1 and raised[0].raised_ms == T0 + 2 * HOP_MS
 
 
 def test_missing_signal_is_not_judged_normal() -> None:
@@ -204,14 +216,20 @@ def test_corroboration_can_downgrade_instead() -> None:
     assert config.settings("asystole").corroboration == Corroboration.DOWNGRADE
 
 
-def test_extreme_tachy_needs_ppg_rate_agreement() -> None:
+def test_extreme_tachy_with_slow_ppg_is_downgraded_not_suppressed() -> None:
+    """Pulse deficit: a slow PPG rate during an ECG tachycardia lowers the priority and
+    says why, but never hides the alert."""
     fast = ecg(hr_max_17beats=165.0, hr_bpm=160.0)
     _, out = run([finding(0, ecg=fast, ppg=ppg(pulse_rate_bpm=80.0))])
-    assert "extreme_tachy" not in [e.type for e in out]
+    raised = [e for e in out if e.type == "extreme_tachy"]
+    assert [(e.event, e.priority) for e in raised] == [("raised", "medium")]
+    assert "PPG pulse rate 80 bpm disagrees" in raised[0].message
     _, out = run([finding(0, ecg=fast, ppg=ppg(pulse_rate_bpm=158.0))])
-    assert "extreme_tachy" in [e.type for e in out]
+    assert [(e.type, e.priority) for e in out if e.type == "extreme_tachy"] == [
+        ("extreme_tachy", "high")]
     _, out = run([finding(0, ecg=fast)])  # no PPG: ECG alone decides
-    assert "extreme_tachy" in [e.type for e in out]
+    assert [(e.type, e.priority) for e in out if e.type == "extreme_tachy"] == [
+        ("extreme_tachy", "high")]
 
 
 def test_sustained_tachy_needs_ppg_agreement() -> None:
