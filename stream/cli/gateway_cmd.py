@@ -31,7 +31,7 @@ def _progress() -> Progress:
     )
 
 
-def _bootstrap(explicit: str, create_topics: bool = True) -> str:
+def publish_target(explicit: str, create_topics: bool = True) -> str:
     """The broker to publish to; creates the pipeline's topics unless told not to."""
     from stream.services import ServiceError, ServiceState
     from stream.services import create_topics as create
@@ -156,7 +156,7 @@ def publish(
     except SourceError as exc:
         err.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from None
-    kafka = _bootstrap(bootstrap, create_topics)
+    kafka = publish_target(bootstrap, create_topics)
     if start_ms is None:
         start_ms = now_ms() - (0 if speed else round(1000 * source.duration_s))
     device_id = device or f"file-{source.name}"[:64]
@@ -289,7 +289,7 @@ def simulate(
             )
         return
 
-    kafka = _bootstrap(bootstrap, create_topics)
+    kafka = publish_target(bootstrap, create_topics)
     start = aligned_now_ms()
     if not speed and duration is not None:
         start -= round(1000 * duration)

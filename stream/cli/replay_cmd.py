@@ -69,22 +69,13 @@ def replay(
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Publish recordings through the gateway SDK, one patient per record, all at once."""
+    from stream.cli.gateway_cmd import publish_target
     from stream.replay.records import load_paths
     from stream.replay.replayer import prepare_replay, replay_to_kafka
-    from stream.services import ServiceState
-    from stream.settings import Settings
 
-    settings = Settings.from_env()
-    kafka = bootstrap or settings.kafka_bootstrap_servers
-    if not kafka:
-        state = ServiceState.load(Path(settings.state_dir))
-        if state is not None and state.alive():
-            kafka = state.endpoints.kafka_bootstrap
-    if not kafka:
-        err.print(
-            "[red]no Kafka broker: pass --bootstrap, set KAFKA_BOOTSTRAP_SERVERS or run `vitalstream services up`[/]"
-        )
-        raise typer.Exit(2)
+    # Same broker resolution as `publish` (option, environment, `services up`), and the
+    # topics are created with the pipeline's partition count before anything is sent.
+    kafka = publish_target(bootstrap)
     try:
         recordings = load_paths(paths, records, prefix=patient_prefix)
     except (FileNotFoundError, ValueError) as exc:
