@@ -56,12 +56,13 @@ def run_demo(*, patients: int, duration_s: float, seed: int, console: Console) -
                 console.print("starting the worker (joins the consumer group, loads the models)…")
                 worker.wait_ready(120)
                 truth = workdir / "truth.jsonl"
+                sim_log = open(workdir / "simulator.log", "wb")  # noqa: SIM115 - closed below
                 sim = subprocess.Popen(
                     [sys.executable, "-m", "stream.cli.main", "simulate", "--patients", str(patients),
                      "--duration", str(int(duration_s) + 30), "--seed", str(seed), "--truth", str(truth)],
                     env={**os.environ, **env},
                     stdout=subprocess.DEVNULL,
-                    stderr=open(workdir / "simulator.log", "wb"),  # noqa: SIM115 - closed with the process
+                    stderr=sim_log,
                     start_new_session=True,
                 )
                 console.print(f"simulator started; ground truth in {truth}; waiting for alerts…\n")
@@ -88,6 +89,7 @@ def run_demo(*, patients: int, duration_s: float, seed: int, console: Console) -
                     except subprocess.TimeoutExpired:
                         os.killpg(sim.pid, signal.SIGKILL)
                         sim.wait()
+                    sim_log.close()
     except KeyboardInterrupt:
         interrupted = True
     finally:

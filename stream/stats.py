@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 
 @dataclass
 class WorkerStats:
-    chunks: int = 0
     findings_in: int = 0
     emissions: int = 0
     actions: int = 0
@@ -17,7 +16,6 @@ class WorkerStats:
 
     def as_dict(self) -> dict[str, object]:
         return {
-            "chunks": self.chunks,
             "findings_in": self.findings_in,
             "alert_emissions": self.emissions,
             "care_actions": self.actions,

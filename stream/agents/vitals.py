@@ -66,8 +66,6 @@ async def process_vitals(stream) -> None:  # type: ignore[no-untyped-def]
                 log.exception("internal error on %s; patient state reset", event.message.key)
                 pipeline.forget(event.message.key.decode(errors="replace") if event.message.key else "")
                 await dead_letter(event, exc)
-            else:
-                worker_stats.chunks += 1
         if not windows:
             continue
         try:

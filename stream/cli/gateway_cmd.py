@@ -31,6 +31,20 @@ def _progress() -> Progress:
     )
 
 
+# Options shared by `publish` and `simulate`.
+BootstrapOption = Annotated[
+    str, typer.Option(help="Kafka bootstrap servers (default: KAFKA_BOOTSTRAP_SERVERS).")
+]
+CreateTopicsOption = Annotated[
+    bool,
+    typer.Option(
+        "--create-topics/--no-create-topics",
+        help="Create the pipeline topics first (VITALSTREAM_PARTITIONS partitions).",
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")]
+
+
 def publish_target(explicit: str, create_topics: bool = True) -> str:
     """The broker to publish to; creates the pipeline's topics unless told not to."""
     from stream.services import ServiceError, ServiceState
@@ -133,17 +147,9 @@ def publish(
             help="Epoch ms of the first sample (default: now; as-fast-as-possible runs end now)."
         ),
     ] = None,
-    bootstrap: Annotated[
-        str, typer.Option(help="Kafka bootstrap servers (default: KAFKA_BOOTSTRAP_SERVERS).")
-    ] = "",
-    create_topics: Annotated[
-        bool,
-        typer.Option(
-            "--create-topics/--no-create-topics",
-            help="Create the pipeline topics first (VITALSTREAM_PARTITIONS partitions).",
-        ),
-    ] = True,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    bootstrap: BootstrapOption = "",
+    create_topics: CreateTopicsOption = True,
+    as_json: JsonOption = False,
 ) -> None:
     """Send one recording (CSV or WFDB) as one patient through the gateway SDK."""
     from stream.gateway import chunk_signals, now_ms
@@ -229,17 +235,9 @@ def simulate(
     no_publish: Annotated[
         bool, typer.Option("--no-publish", help="Only write the recordings (needs --out).")
     ] = False,
-    bootstrap: Annotated[
-        str, typer.Option(help="Kafka bootstrap servers (default: KAFKA_BOOTSTRAP_SERVERS).")
-    ] = "",
-    create_topics: Annotated[
-        bool,
-        typer.Option(
-            "--create-topics/--no-create-topics",
-            help="Create the pipeline topics first (VITALSTREAM_PARTITIONS partitions).",
-        ),
-    ] = True,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    bootstrap: BootstrapOption = "",
+    create_topics: CreateTopicsOption = True,
+    as_json: JsonOption = False,
 ) -> None:
     """Simulate a ward (ECG, PPG, respiration with scripted episodes) and publish it live."""
     from stream import simulator
