@@ -25,10 +25,10 @@ import numpy as np
 
 from stream.dsp import hrv
 from stream.dsp.filters import StreamingSosFilter, resp_filter
-from stream.dsp.ppg import StreamingPulseDetector, perfusion_index
+from stream.dsp.ppg import PulseOutput, StreamingPulseDetector, perfusion_index
 from stream.dsp.quality import ecg_quality, ppg_quality
 from stream.dsp.resp import RespEstimate, breath_amplitude, derived_resp_rate, resp_rate
-from stream.dsp.rpeaks import StreamingRPeakDetector
+from stream.dsp.rpeaks import DetectorOutput, StreamingRPeakDetector
 from stream.findings import EcgFindings, PpgFindings, RespFindings
 from stream.schema import SampleChunk, Signal
 from stream.window_analysis import WindowAnalysis
@@ -165,22 +165,40 @@ class _Track:
         if isinstance(self.detector, StreamingRPeakDetector):
             out = self.detector.process(x)
             self.filtered.write(rel.start_index, out.bandpassed)
-            for b in out.beats:
-                amp = float(self.filtered.read(int(b), int(b) + 1)[0])
-                base = float(self.raw.read(int(b), int(b) + 1)[0])
-                self.events.append(_Event(int(b), self._segment_of(int(b)), amp, base))
-            self.final_until = out.final_until
+            self._add_beats(out)
         elif isinstance(self.detector, StreamingPulseDetector):
             pout = self.detector.process(x)
             self.filtered.write(rel.start_index, pout.filtered)
-            for p, a in zip(pout.pulses, pout.amplitudes, strict=True):
-                base = float(self.raw.read(int(p), int(p) + 1)[0])
-                self.events.append(_Event(int(p), self._segment_of(int(p)), float(a), base))
-            self.final_until = pout.final_until
+            self._add_pulses(pout)
         else:
             assert self.filter is not None
             self.filtered.write(rel.start_index, self.filter.process(x))
             self.final_until = rel.start_index + chunk.n
+            self._forget_old_events()
+
+    def flush(self) -> None:
+        """Decide the events held back for look-ahead: the data up to its end is final."""
+        if isinstance(self.detector, StreamingRPeakDetector):
+            self._add_beats(self.detector.flush())
+        elif isinstance(self.detector, StreamingPulseDetector):
+            self._add_pulses(self.detector.flush())
+
+    def _add_beats(self, out: DetectorOutput) -> None:
+        for b in out.beats:
+            amp = float(self.filtered.read(int(b), int(b) + 1)[0])
+            base = float(self.raw.read(int(b), int(b) + 1)[0])
+            self.events.append(_Event(int(b), self._segment_of(int(b)), amp, base))
+        self.final_until = out.final_until
+        self._forget_old_events()
+
+    def _add_pulses(self, out: PulseOutput) -> None:
+        for p, a in zip(out.pulses, out.amplitudes, strict=True):
+            base = float(self.raw.read(int(p), int(p) + 1)[0])
+            self.events.append(_Event(int(p), self._segment_of(int(p)), float(a), base))
+        self.final_until = out.final_until
+        self._forget_old_events()
+
+    def _forget_old_events(self) -> None:
         horizon = self.final_until - round(EVENT_MEMORY_S * self.fs)
         while self.events and self.events[0].index < horizon:
             self.events.popleft()
@@ -281,6 +299,21 @@ class PatientMonitor:
         # measurement; the worker reports silence from its wall-clock timers.
         windows = [w for w in windows if w.ecg or w.ppg or w.resp]
         return MonitorOutput(result.status, result.gap, windows, result.reset)
+
+    def flush(self) -> MonitorOutput:
+        """The patient's devices went quiet: stop waiting for look-ahead and for missing
+        chunks, and close every window the data now covers (the last one ends at the data's
+        end when that falls on the hop grid). Data that arrives later carries on."""
+        gap = False
+        for track in self._live():
+            result = track.sequencer.release_held()
+            gap = gap or result.gap
+            for rel in result.released:
+                track.feed(rel)
+            track.flush()
+        windows = [self._window(t) for t in self.schedule.due(self._ready_until())]
+        windows = [w for w in windows if w.ecg or w.ppg or w.resp]
+        return MonitorOutput(ChunkStatus.ACCEPTED, gap, windows, False)
 
     def _live(self) -> list[_Track]:
         return [t for t in self.tracks.values() if t.fs > 0]

@@ -14,8 +14,9 @@ aggregator's table.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from models.runtime import ModelOutputs, ModelRuntime
@@ -44,11 +45,15 @@ class VitalsPipeline:
         *,
         window_s: float = 10.0,
         hop_s: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.runtime = runtime
         self.window_s = window_s
         self.hop_s = hop_s
+        self.clock = clock
         self.monitors: dict[str, PatientMonitor] = {}
+        # Wall-clock time of each patient's newest chunk, until its monitor is flushed.
+        self.unflushed_since: dict[str, float] = {}
         self.trends: dict[str, TrendTracker] = {}
         self.counters = PipelineCounters()
 
@@ -59,6 +64,7 @@ class VitalsPipeline:
             monitor = PatientMonitor(chunk.patient_id, window_s=self.window_s, hop_s=self.hop_s)
             self.monitors[chunk.patient_id] = monitor
         out = monitor.push(chunk)
+        self.unflushed_since[chunk.patient_id] = self.clock()
         self.counters.chunks[str(getattr(out.status, "value", out.status))] += 1
         self.counters.gaps += int(out.gap)
         self.counters.resets += int(out.reset)
@@ -71,6 +77,27 @@ class VitalsPipeline:
             windows.extend(self.push(chunk))
         return self.assemble(windows)
 
+    def flush(self, patient_id: str) -> list[WindowAnalysis]:
+        """The patient's stream ended or paused: close the windows its data already covers
+        (see :meth:`PatientMonitor.flush`)."""
+        self.unflushed_since.pop(patient_id, None)
+        monitor = self.monitors.get(patient_id)
+        return [] if monitor is None else monitor.flush().windows
+
+    def flush_idle(self, idle_s: float) -> list[WindowAnalysis]:
+        """Flush every patient that sent nothing for ``idle_s`` wall-clock seconds.
+
+        A live device that stops (disconnected, recording finished) would otherwise leave
+        its last window — the one ending at the newest data — waiting for look-ahead that
+        never comes; an alarm at the end of the stream must not wait for the next chunk.
+        """
+        cutoff = self.clock() - idle_s
+        idle = [p for p, t in self.unflushed_since.items() if t <= cutoff]
+        windows: list[WindowAnalysis] = []
+        for patient_id in idle:
+            windows.extend(self.flush(patient_id))
+        return windows
+
     def assemble(self, windows: Sequence[WindowAnalysis]) -> list[VitalsFinding]:
         if not windows:
             return []
@@ -82,6 +109,7 @@ class VitalsPipeline:
     def forget(self, patient_id: str) -> None:
         """Drop a patient's state (e.g. discharged, or its partition moved to another worker)."""
         self.monitors.pop(patient_id, None)
+        self.unflushed_since.pop(patient_id, None)
         self.trends.pop(patient_id, None)
         self.runtime.forget(patient_id)
 

@@ -35,6 +35,9 @@ class Settings:
     # Largest batch of messages a worker processes (and batches into one model call) per poll.
     batch_max: int = 512
     batch_within_s: float = 0.25
+    # Wall-clock seconds without a chunk after which a patient's last window is closed
+    # with the data there is (no look-ahead); 0 disables it.
+    flush_idle_s: float = 3.0
     # Wall-clock period of the aggregator's ticks (escalation, snooze expiry, device
     # silent); 0 disables them (validation replays score clinical alerts only).
     tick_interval_s: float = 5.0
@@ -73,5 +76,7 @@ class Settings:
             raise ValueError("VITALSTREAM_PARTITIONS must be >= 1")
         if not 0 < self.hop_s <= self.window_s:
             raise ValueError("need 0 < VITALSTREAM_HOP_S <= VITALSTREAM_WINDOW_S")
+        if self.flush_idle_s < 0:
+            raise ValueError("VITALSTREAM_FLUSH_IDLE_S must be >= 0")
         if not self.redis_prefix or ":" in self.redis_prefix:
             raise ValueError("VITALSTREAM_REDIS_PREFIX must be non-empty and contain no ':'")

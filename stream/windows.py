@@ -163,6 +163,18 @@ class SignalSequencer:
             self._release(self.pending.pop(first), result)
             self._drain(result)
 
+    def release_held(self) -> PushResult:
+        """Stop waiting for missing chunks (the stream went quiet): release what is held,
+        the holes becoming gaps."""
+        result = PushResult(ChunkStatus.ACCEPTED)
+        while self.pending:
+            first = min(self.pending)
+            if first != self.next_seq:
+                result.gap = True
+            self._release(self.pending.pop(first), result)
+            self._drain(result)
+        return result
+
     def _pending_span_ms(self) -> float:
         return max(c.end_ms for c in self.pending.values()) - self.end_ms
 

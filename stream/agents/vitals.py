@@ -66,15 +66,33 @@ async def process_vitals(stream) -> None:  # type: ignore[no-untyped-def]
                 log.exception("internal error on %s; patient state reset", event.message.key)
                 pipeline.forget(event.message.key.decode(errors="replace") if event.message.key else "")
                 await dead_letter(event, exc)
-        if not windows:
-            continue
-        try:
-            findings = pipeline.assemble(windows)
-        except Exception:
-            # A model failure on valid input is a bug; count it loudly rather than stop
-            # every patient on this worker.
-            log.exception("model inference failed for %d windows; findings dropped", len(windows))
-            worker_stats.dead_letters["inference_error"] += len(windows)
-            continue
-        for finding in findings:
-            await findings_topic.send(key=finding.patient_id.encode(), value=finding.to_json())
+        await publish_findings(windows)
+
+
+async def publish_findings(windows: list[WindowAnalysis]) -> None:
+    if not windows:
+        return
+    try:
+        findings = pipeline.assemble(windows)
+    except Exception:
+        # A model failure on valid input is a bug; count it loudly rather than stop
+        # every patient on this worker.
+        log.exception("model inference failed for %d windows; findings dropped", len(windows))
+        worker_stats.dead_letters["inference_error"] += len(windows)
+        return
+    for finding in findings:
+        await findings_topic.send(key=finding.patient_id.encode(), value=finding.to_json())
+
+
+@app.timer(interval=1.0)
+async def flush_quiet_patients() -> None:
+    """Close the last window of patients whose devices stopped sending (see
+    ``VitalsPipeline.flush_idle``); runs in the agent's event loop, between its polls."""
+    if settings.flush_idle_s <= 0:
+        return
+    try:
+        windows = pipeline.flush_idle(settings.flush_idle_s)
+    except Exception:
+        log.exception("flushing quiet patients failed")
+        return
+    await publish_findings(windows)

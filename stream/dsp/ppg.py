@@ -68,9 +68,22 @@ class StreamingPulseDetector:
         y = self._filter.process(x)
         self._hist = np.concatenate([self._hist, y])
         self.n_seen += x.size
+        found = self._scan(self.n_seen - 1 - self._w)  # a peak needs w samples of look-ahead
+        final_until = max(self._segment_start, self.n_seen - self._w)
+        return self._output(y, found, final_until)
+
+    def flush(self) -> PulseOutput:
+        """The stream ended (or paused): decide the peaks the missing look-ahead held back
+        (one falling sample is enough; a pulse still rising at the end is left). Everything
+        before the end is then final; if data continues, detection resumes."""
+        found = self._scan(self.n_seen - 2)
+        if self._held:
+            found.extend(self._finish_learning())
+        return self._output(np.zeros(0), found, self.n_seen)
+
+    def _scan(self, last_checkable: int) -> list[tuple[int, float, float]]:
         found: list[tuple[int, float, float]] = []
         w = self._w
-        last_checkable = self.n_seen - 1 - w
         lo = max(self._next_check, self._hist_start + 1)
         if last_checkable >= lo:
             seg_lo = max(self._hist_start, lo - w)
@@ -89,8 +102,11 @@ class StreamingPulseDetector:
         if drop > 0:
             self._hist = self._hist[drop:]
             self._hist_start += drop
+        return found
+
+    @staticmethod
+    def _output(y: np.ndarray, found: list[tuple[int, float, float]], final_until: int) -> PulseOutput:
         arr = np.array(found, dtype=np.float64).reshape(-1, 3)
-        final_until = max(self._segment_start, self.n_seen - w)
         return PulseOutput(y, arr[:, 0].astype(np.int64), arr[:, 1], arr[:, 2], final_until)
 
     def _measure(self, peak: int) -> tuple[int, float, float]:

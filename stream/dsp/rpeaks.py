@@ -157,12 +157,28 @@ class StreamingRPeakDetector:
             self._hist_start += drop
         return DetectorOutput(bp, np.asarray(beats, dtype=np.int64), self._final_until())
 
+    def flush(self) -> DetectorOutput:
+        """The stream ended (or paused): decide what the missing look-ahead still holds.
+
+        Candidates in the last ``dominance`` samples are judged on the samples there are;
+        a QRS whose integrated energy is still rising at the very end is left undecided
+        (it may be the start of a beat, and half a QRS measures nothing). Everything before
+        the end is then final, so the window closing there can be measured now instead of
+        waiting for data that may never come. If data does continue, detection resumes
+        where it stopped.
+        """
+        beats = self._scan(final=True)
+        if self._learning_candidates is not None and self._learning_candidates:
+            beats.extend(self._finish_learning())
+        return DetectorOutput(np.zeros(0), np.asarray(beats, dtype=np.int64), self.n_seen)
+
     def _final_until(self) -> int:
         return max(self._segment_start, self.n_seen - self._dominance - self._r_search)
 
-    def _scan(self) -> list[int]:
+    def _scan(self, final: bool = False) -> list[int]:
         w = self._dominance
-        last_checkable = self.n_seen - 1 - w  # needs w samples of look-ahead
+        # A candidate needs w samples of look-ahead; at a flush, one falling sample.
+        last_checkable = self.n_seen - 2 if final else self.n_seen - 1 - w
         lo = max(self._next_check, self._hist_start + 1)
         if last_checkable < lo:
             return []

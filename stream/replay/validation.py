@@ -61,10 +61,12 @@ class RunOutput:
     drain: dict[str, Any] = field(default_factory=dict)
 
 
-def suite_end_s(suite: str, hop_s: float) -> Callable[[Recording], float | None]:
-    """CinC 2015 real-time rule: data up to the alarm plus one hop (closes the last window)."""
+def suite_end_s(suite: str) -> Callable[[Recording], float | None]:
+    """CinC 2015 real-time rule: data up to the alarm and nothing after it. The window
+    ending at the alarm is closed by the worker's idle flush (``flush_idle_s``), as for
+    any device that stops sending."""
     if suite == "challenge2015":
-        return lambda rec: CHALLENGE2015_ALARM_S + hop_s
+        return lambda rec: CHALLENGE2015_ALARM_S
     return lambda rec: None
 
 
@@ -568,7 +570,7 @@ def run_validation(
             raise ValueError(f"no recordings found for {suite} in {data_dir}")
         out = run_pipeline(
             recordings,
-            end_s=suite_end_s(suite, settings.hop_s),
+            end_s=suite_end_s(suite),
             work_dir=work_dir,
             settings=settings,
             progress=progress,

@@ -253,3 +253,14 @@ def test_flat_resp_is_apnoea_even_when_ecg_derived_rate_is_available(signals) ->
         w.resp.source == "resp" and w.resp.rate_bpm is None and w.resp.max_pause_s >= 20.0
         for w in late
     )
+
+
+def test_flush_closes_the_window_ending_at_the_end_of_data(signals) -> None:
+    monitor = PatientMonitor("p1")
+    windows, _ = run(monitor, chunks(signals))
+    assert windows[-1].t_ms - T0 == 58_000  # the 60 s window waits for look-ahead
+    flushed = monitor.flush().windows
+    assert [w.t_ms - T0 for w in flushed] == [60_000]
+    last = flushed[0]
+    assert last.ecg is not None and abs(last.ecg.hr_bpm - 72) < 3 and last.ecg.max_pause_s < 1.2
+    assert monitor.flush().windows == []  # nothing new: nothing more to close

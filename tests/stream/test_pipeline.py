@@ -69,3 +69,21 @@ def test_duplicate_chunks_are_counted_and_change_nothing(runtime: ModelRuntime, 
     twice = pipe.process([c for c in chunks for _ in range(2)])
     assert twice == once
     assert pipe.counters.chunks["duplicate"] == len(chunks)
+
+
+def test_flush_idle_only_flushes_patients_quiet_for_long_enough() -> None:
+    import neurokit2 as nk
+
+    from stream.schema import make_chunk
+
+    now = [0.0]
+    pipe = VitalsPipeline(ModelRuntime.load_default(), clock=lambda: now[0])
+    ecg = nk.ecg_simulate(duration=20, sampling_rate=250, heart_rate=80, random_state=3)
+    for k in range(20):
+        pipe.push(make_chunk("quiet", "d", "ecg", 250, 1_700_000_000_000 + 1000 * k, k, ecg[k * 250 : (k + 1) * 250]))
+    now[0] = 2.0
+    assert pipe.flush_idle(3.0) == []
+    now[0] = 3.5
+    windows = pipe.flush_idle(3.0)
+    assert [w.t_ms - 1_700_000_000_000 for w in windows] == [20_000]
+    assert pipe.flush_idle(3.0) == []

@@ -77,10 +77,10 @@ def test_challenge_suite_decisions_and_metrics(tmp_path: Path) -> None:
     assert [p.name.split("_")[1] for p in snippets] == ["false", "missed"]
 
 
-def test_challenge_replays_only_up_to_the_alarm_plus_one_hop() -> None:
+def test_challenge_replays_only_up_to_the_alarm() -> None:
     r = rec("x", 330, Annotations())
-    assert suite_end_s("challenge2015", 2.0)(r) == 302.0
-    assert suite_end_s("mitdb", 2.0)(r) is None
+    assert suite_end_s("challenge2015")(r) == 300.0
+    assert suite_end_s("mitdb")(r) is None
 
 
 def test_synthetic_suite_scores_every_alert_type(tmp_path: Path) -> None:
