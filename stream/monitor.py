@@ -294,11 +294,7 @@ class PatientMonitor:
             track.feed(rel)
         if result.released:
             self.schedule.start(result.released[0].chunk.ts_ms)
-        windows = [self._window(t) for t in self.schedule.due(self._ready_until())]
-        # A window in which no signal has any data (the devices were silent) is not a
-        # measurement; the worker reports silence from its wall-clock timers.
-        windows = [w for w in windows if w.ecg or w.ppg or w.resp]
-        return MonitorOutput(result.status, result.gap, windows, result.reset)
+        return MonitorOutput(result.status, result.gap, self._closable_windows(), result.reset)
 
     def flush(self) -> MonitorOutput:
         """The patient's devices went quiet: stop waiting for look-ahead and for missing
@@ -311,9 +307,13 @@ class PatientMonitor:
             for rel in result.released:
                 track.feed(rel)
             track.flush()
+        return MonitorOutput(ChunkStatus.ACCEPTED, gap, self._closable_windows(), False)
+
+    def _closable_windows(self) -> list[WindowAnalysis]:
         windows = [self._window(t) for t in self.schedule.due(self._ready_until())]
-        windows = [w for w in windows if w.ecg or w.ppg or w.resp]
-        return MonitorOutput(ChunkStatus.ACCEPTED, gap, windows, False)
+        # A window in which no signal has any data (the devices were silent) is not a
+        # measurement; the worker reports silence from its wall-clock timers.
+        return [w for w in windows if w.ecg or w.ppg or w.resp]
 
     def _live(self) -> list[_Track]:
         return [t for t in self.tracks.values() if t.fs > 0]

@@ -157,23 +157,23 @@ class SignalSequencer:
     def _give_up_waiting(self, result: PushResult) -> None:
         """The held chunks span more than the horizon: the missing ones are a gap."""
         while self.pending and self._pending_span_ms() > self.horizon_ms:
-            first = min(self.pending)
-            if first != self.next_seq:
-                result.gap = True
-            self._release(self.pending.pop(first), result)
-            self._drain(result)
+            self._release_oldest(result)
 
     def release_held(self) -> PushResult:
         """Stop waiting for missing chunks (the stream went quiet): release what is held,
         the holes becoming gaps."""
         result = PushResult(ChunkStatus.ACCEPTED)
         while self.pending:
-            first = min(self.pending)
-            if first != self.next_seq:
-                result.gap = True
-            self._release(self.pending.pop(first), result)
-            self._drain(result)
+            self._release_oldest(result)
         return result
+
+    def _release_oldest(self, result: PushResult) -> None:
+        """Give up on the chunks missing before the oldest held one (a gap) and use it."""
+        first = min(self.pending)
+        if first != self.next_seq:
+            result.gap = True
+        self._release(self.pending.pop(first), result)
+        self._drain(result)
 
     def _pending_span_ms(self) -> float:
         return max(c.end_ms for c in self.pending.values()) - self.end_ms

@@ -168,7 +168,7 @@ class StreamingRPeakDetector:
         where it stopped.
         """
         beats = self._scan(final=True)
-        if self._learning_candidates is not None and self._learning_candidates:
+        if self._learning_candidates:
             beats.extend(self._finish_learning())
         return DetectorOutput(np.zeros(0), np.asarray(beats, dtype=np.int64), self.n_seen)
 
