@@ -133,6 +133,14 @@ def validate(
     ] = None,
     out: Annotated[Path, typer.Option(help="Where metrics.json, report.md and plots go.")] = Path("validation-out"),
     as_json: Annotated[bool, typer.Option("--json", help="Print metrics.json to stdout.")] = False,
+    in_process: Annotated[
+        bool,
+        typer.Option(
+            "--in-process",
+            help="Same stages without Kafka, Redis or a worker: a quick loop for tuning, not the figure of record.",
+        ),
+    ] = False,
+    jobs: Annotated[int | None, typer.Option(help="Processes for --in-process (default: CPU count).")] = None,
 ) -> None:
     """Replay a suite through the real pipeline, score the alerts, write a report."""
     from stream.replay.validation import SUITES, run_validation
@@ -161,7 +169,9 @@ def validate(
                     err.print(f"{phase}: {done}/{total}")
 
         try:
-            metrics = run_validation(suite, data_dir, out, records, progress=progress)
+            metrics = run_validation(
+                suite, data_dir, out, records, progress=progress, in_process=in_process, jobs=jobs
+            )
         except (ServiceError, FileNotFoundError, ValueError) as exc:
             err.print(f"[red]{exc}[/]")
             raise typer.Exit(2) from None

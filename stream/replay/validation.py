@@ -546,8 +546,13 @@ def run_validation(
     *,
     settings: Settings | None = None,
     progress: ProgressFn | None = None,
+    in_process: bool = False,
+    jobs: int | None = None,
 ) -> dict[str, Any]:
-    """Run one suite end to end; returns the metrics written to ``out_dir/metrics.json``."""
+    """Run one suite end to end; returns the metrics written to ``out_dir/metrics.json``.
+
+    ``in_process``: the same stages without Kafka, Redis or a worker process
+    (:mod:`stream.replay.in_process`), spread over ``jobs`` processes."""
     from stream.replay.report import write_report
 
     if suite not in SUITES:
@@ -568,13 +573,16 @@ def run_validation(
         recordings = load_suite(suite, data_dir, records, prefix=run_prefix)
         if not recordings:
             raise ValueError(f"no recordings found for {suite} in {data_dir}")
-        out = run_pipeline(
-            recordings,
-            end_s=suite_end_s(suite),
-            work_dir=work_dir,
-            settings=settings,
-            progress=progress,
-        )
+        if in_process:
+            out = _run_in_process(recordings, suite, settings, progress, jobs)
+        else:
+            out = run_pipeline(
+                recordings,
+                end_s=suite_end_s(suite),
+                work_dir=work_dir,
+                settings=settings,
+                progress=progress,
+            )
         result = SCORERS[suite](recordings, out)
         metrics: dict[str, Any] = {
             "suite": suite,
@@ -587,6 +595,7 @@ def run_validation(
             "record_names": [r.name for r in recordings],
             "data_dir": str(data_dir),
             "replay": out.replay.as_dict(),
+            "path": "in-process" if in_process else "kafka+redis",
             "drain": out.drain,
             "alerts_by_type": _alerts_by_type(out),
             "alerts": _alerts_by_record(recordings, out),
@@ -601,6 +610,24 @@ def run_validation(
             with contextlib.suppress(OSError):
                 shutil.copyfile(worker_log, out_dir / "worker.log")
         shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def _run_in_process(
+    recordings: Sequence[Recording], suite: str, settings: Settings, progress: ProgressFn | None, jobs: int | None
+) -> RunOutput:
+    from stream.replay.in_process import run_in_process
+
+    end_s = suite_end_s(suite)
+    alerts, findings, stats = run_in_process(
+        recordings,
+        stops=[end_s(r) for r in recordings],
+        window_s=settings.window_s,
+        hop_s=settings.hop_s,
+        alert_config=settings.alert_config,
+        jobs=jobs,
+        progress=progress,
+    )
+    return RunOutput(alerts, findings, stats.base_ms, stats, {"mode": "in-process, no transport"})
 
 
 def _alerts_by_type(out: RunOutput) -> dict[str, int]:

@@ -1,0 +1,119 @@
+"""Validation without Kafka or Redis: the same pure stages the worker runs, in this process.
+
+``VitalsPipeline`` (windows, DSP, batched models, trends) feeds
+``alerting.aggregator.process_finding`` per patient, exactly as the vitals and aggregator
+agents do; what is left out is only transport (topics, the Faust table, the Redis store).
+The alert spans come from the emissions' snapshots, the same fields the store keeps.
+
+This is the quick loop for tuning detectors and thresholds (CinC 2015 in minutes on two
+cores instead of a full broker run); the figure that counts is still the one from the
+real path (``vitalstream validate`` without ``--in-process``), and the two agree because
+the stages are the same code. A patient's stream ends with the flush the worker's idle
+timer would do, so the window ending at the last sample is measured.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from stream.replay import scoring
+from stream.replay.records import Recording
+from stream.replay.replayer import ReplayStats, prepare_replay
+
+
+@dataclass(frozen=True)
+class _Job:
+    recordings: tuple[Recording, ...]
+    base_ms: int
+    stops: tuple[float | None, ...]
+    window_s: float
+    hop_s: float
+    alert_config_json: str
+
+
+def _run_job(job: _Job) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
+    """One worker process: every record of the job as its own patient, batched per chunk
+    time like the Faust agent batches per poll."""
+    import torch
+
+    from alerting.aggregator import PatientAlertState, process_finding
+    from alerting.catalogue import AlertConfig
+    from models.runtime import ModelRuntime
+    from stream.pipeline import VitalsPipeline
+    from stream.replay.validation import FindingRecord
+
+    torch.set_num_threads(1)
+    config = AlertConfig.from_json(job.alert_config_json) if job.alert_config_json else AlertConfig()
+    pipeline = VitalsPipeline(ModelRuntime.load_default(), window_s=job.window_s, hop_s=job.hop_s)
+    findings: dict[str, list[FindingRecord]] = {}
+    emissions: dict[str, list[Any]] = {}
+    for rec, stop in zip(job.recordings, job.stops, strict=True):
+        chunks, _ = prepare_replay([rec], base_ms=job.base_ms, end_s=stop)
+        state = PatientAlertState.new(rec.patient_id)
+        produced = pipeline.process(chunks)
+        produced += pipeline.assemble(pipeline.flush(rec.patient_id))
+        latest: dict[str, Any] = {}
+        for f in produced:
+            findings.setdefault(f.patient_id, []).append(
+                FindingRecord(
+                    f.t_ms,
+                    f.window_s,
+                    f.resp.rate_bpm if f.resp is not None else None,
+                    f.ecg.hr_bpm if f.ecg is not None else None,
+                    tuple(f.gaps),
+                )
+            )
+            state, ems = process_finding(state, f, config)
+            for em in ems:
+                latest[em.alert_id] = em  # the last snapshot is the alert as stored
+        emissions[rec.patient_id] = list(latest.values())
+        pipeline.forget(rec.patient_id)
+    return findings, emissions
+
+
+def run_in_process(
+    recordings: Sequence[Recording],
+    *,
+    stops: Sequence[float | None],
+    window_s: float,
+    hop_s: float,
+    alert_config: str = "",
+    jobs: int | None = None,
+    progress: Any = None,
+) -> tuple[dict[str, list[scoring.AlertSpan]], dict[str, list[Any]], ReplayStats]:
+    """Returns (alert spans per patient, findings per patient, replay stats)."""
+    stop_of = {r.patient_id: stop for r, stop in zip(recordings, stops, strict=True)}
+    _, stats = prepare_replay(recordings, end_s=lambda rec: stop_of[rec.patient_id])
+    base_ms = stats.base_ms
+    config_json = Path(alert_config).read_text() if alert_config else ""
+    jobs = max(1, min(jobs or os.cpu_count() or 1, len(recordings)))
+    # Small jobs keep the progress bar moving and the processes evenly loaded.
+    size = max(1, min(8, len(recordings) // (jobs * 4) or 1))
+    batches = [
+        _Job(tuple(recordings[i : i + size]), base_ms, tuple(stops[i : i + size]), window_s, hop_s, config_json)
+        for i in range(0, len(recordings), size)
+    ]
+    alerts: dict[str, list[scoring.AlertSpan]] = {r.patient_id: [] for r in recordings}
+    findings: dict[str, list[Any]] = {}
+    done = 0
+    if progress:
+        progress("records (in process)", 0, len(recordings))
+    # spawn: torch and the model weights are loaded fresh in each worker, no forked threads.
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+        futures = {pool.submit(_run_job, b): len(b.recordings) for b in batches}
+        for fut in as_completed(futures):
+            job_findings, job_emissions = fut.result()
+            findings.update(job_findings)
+            for pid, ems in job_emissions.items():
+                alerts[pid] = sorted((scoring.alert_span(e, base_ms) for e in ems), key=lambda a: a.raised_s)
+            done += futures[fut]
+            if progress:
+                progress("records (in process)", done, len(recordings))
+    stats.chunks_sent = stats.chunks_total
+    return alerts, findings, stats
