@@ -111,6 +111,8 @@ class AlertEmission:
     escalation_level: int
     acked_by: str | None
     snoozed_until_ms: int | None
+    # The condition still holds (False: it ended and a latching alert awaits an ack).
+    condition_active: bool = True
     actor: str | None = None  # who caused it: a care-team member for ack/snooze
     detail: str = ""  # one line for the audit trail: why this emission happened
 
@@ -209,6 +211,7 @@ def _emit(ep: AlertEpisode, event: EmissionEvent, key: str | int | None, now_ms:
         escalation_level=ep.escalation_level,
         acked_by=ep.acked_by,
         snoozed_until_ms=ep.snoozed_until_ms,
+        condition_active=ep.condition_active,
         actor=actor,
         detail=detail or ep.message,
     )

@@ -128,6 +128,7 @@ else
   put('value', e.value)
   put('message', e.message)
   put('updated_ms', e.updated_ms)
+  put('condition_active', e.condition_active == 'False' and '0' or '1')
   if event == 'resolved' then put('resolved_ms', e.resolved_ms) end
   local level = tonumber(redis.call('HGET', key, 'escalation_level') or '0') or 0
   if (tonumber(e.escalation_level) or 0) > level then
@@ -164,6 +165,7 @@ redis.call('RPUSH', key .. ':audit', cjson.encode({
   emission_id = e.emission_id, event = event, state = state, t_ms = e.updated_ms,
   written_ms = wall, by = e.actor, value = e.value, message = e.message, detail = detail,
   priority = redis.call('HGET', key, 'priority'),
+  condition_active = redis.call('HGET', key, 'condition_active') ~= '0',
   escalation_level = redis.call('HGET', key, 'escalation_level') or '0'}))
 
 local pid = redis.call('HGET', key, 'patient_id')
@@ -236,6 +238,8 @@ class Alert:
     version: int = 0
     created_wall_ms: int | None = None
     written_ms: int | None = None
+    # False once the condition ended while a latching alert still awaits acknowledgement.
+    condition_active: bool = True
 
     @property
     def is_open(self) -> bool:
@@ -268,6 +272,7 @@ class Alert:
             version=_int(m.get("version")) or 0,
             created_wall_ms=_int(m.get("created_wall_ms")),
             written_ms=_int(m.get("written_ms")),
+            condition_active=m.get("condition_active", "1") != "0",
         )
 
 
@@ -284,6 +289,7 @@ class AuditEntry:
     detail: str
     priority: str
     escalation_level: int
+    condition_active: bool = True  # the condition held after this change
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -303,6 +309,7 @@ class AuditEntry:
             detail=m.get("detail", ""),
             priority=m.get("priority") or "",
             escalation_level=_int(m.get("escalation_level")) or 0,
+            condition_active=bool(m.get("condition_active", True)),
         )
 
 

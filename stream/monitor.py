@@ -397,7 +397,11 @@ class PatientMonitor:
             rr_irregularity=hrv.rr_irregularity(rr_s),
         )
         wa.ecg_fs = fs
-        if has_gap or not usable:
+        # The models run on every window that is not a technical fault, usable or not: a
+        # window mixing sinus and ventricular beats (VT onset) or a fibrillating one has a
+        # poor single-template correlation precisely because of the arrhythmia. Whether a
+        # finding on a poor signal may alarm is each alert type's quality gate to decide.
+        if has_gap or lead_off:
             return
         wa.ecg_window = bp.astype(np.float32)
         post = round(BEAT_POST_S * fs)

@@ -25,7 +25,7 @@ class WindowAnalysis:
     resp: RespFindings | None = None
     gaps: tuple[str, ...] = ()
     # Model inputs. ``ecg_window`` is the band-passed ECG covering [t_ms - window_s, t_ms]
-    # at ``ecg_fs`` (None when ECG is absent, has a gap, or is unusable).
+    # at ``ecg_fs`` (None when ECG is absent, has a gap, or is flat/clipped).
     ecg_fs: float | None = None
     ecg_window: np.ndarray | None = None
     # R-peak sample indices into ``ecg_window``; ``beat_is_new`` marks beats that no earlier

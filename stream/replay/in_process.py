@@ -3,7 +3,8 @@
 ``VitalsPipeline`` (windows, DSP, batched models, trends) feeds
 ``alerting.aggregator.process_finding`` per patient, exactly as the vitals and aggregator
 agents do; what is left out is only transport (topics, the Faust table, the Redis store).
-The alert spans come from the emissions' snapshots, the same fields the store keeps.
+The alert spans come from the emissions' snapshots and their sequence, the same fields
+and audit trail the store keeps.
 
 This is the quick loop for tuning detectors and thresholds (CinC 2015 in minutes on two
 cores instead of a full broker run); the figure that counts is still the one from the
@@ -58,7 +59,7 @@ def _run_job(job: _Job) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
         state = PatientAlertState.new(rec.patient_id)
         produced = pipeline.process(chunks)
         produced += pipeline.assemble(pipeline.flush(rec.patient_id))
-        latest: dict[str, Any] = {}
+        by_alert: dict[str, list[Any]] = {}
         for f in produced:
             findings.setdefault(f.patient_id, []).append(
                 FindingRecord(
@@ -71,8 +72,8 @@ def _run_job(job: _Job) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
             )
             state, ems = process_finding(state, f, config)
             for em in ems:
-                latest[em.alert_id] = em  # the last snapshot is the alert as stored
-        emissions[rec.patient_id] = list(latest.values())
+                by_alert.setdefault(em.alert_id, []).append(em)
+        emissions[rec.patient_id] = list(by_alert.values())
         pipeline.forget(rec.patient_id)
     return findings, emissions
 
@@ -110,8 +111,14 @@ def run_in_process(
         for fut in as_completed(futures):
             job_findings, job_emissions = fut.result()
             findings.update(job_findings)
-            for pid, ems in job_emissions.items():
-                alerts[pid] = sorted((scoring.alert_span(e, base_ms) for e in ems), key=lambda a: a.raised_s)
+            for pid, per_alert in job_emissions.items():
+                # The last snapshot is the alert as the store keeps it; the sequence is its
+                # audit trail.
+                spans = (
+                    scoring.alert_span(ems[-1], base_ms, [(e.updated_ms, e.condition_active) for e in ems])
+                    for ems in per_alert
+                )
+                alerts[pid] = sorted(spans, key=lambda a: a.raised_s)
             done += futures[fut]
             if progress:
                 progress("records (in process)", done, len(recordings))

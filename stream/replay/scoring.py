@@ -7,8 +7,10 @@ Rules (``stream/replay/README.md`` explains them with the clinical sources):
 
 * CinC 2015 (:func:`challenge_alarm_raised`, :func:`challenge_score`): one decision per
   record. The monitor's alarm fires at 300 s; our system "raises" it when an alert of the
-  mapped type is active at some time in the 10 s before the alarm: raised at or before
-  ``alarm_s + tolerance_s`` and not resolved before ``alarm_s - 10``. Score =
+  mapped type has its condition active at some time in the 10 s before the alarm (up to
+  ``alarm_s + tolerance_s``). A latching alert whose condition ended earlier, still open
+  only because nobody acknowledged it in the replay, is about an earlier event and does
+  not count. Score =
   (TP+TN)/(TP+TN+FP+5*FN) in percent (Clifford et al. 2015).
 * Episodes (:func:`score_episodes`): a truth episode is detected when an alert of the
   same type is active anywhere in ``[start - pre_s, end + post_s]``; an alert is a true
@@ -61,13 +63,41 @@ class AlertSpan:
     resolved_s: float | None = None
     alert_id: str = ""
     value: float | None = None
+    # When the condition held: (start, end or None). A latching alert stays open after its
+    # condition ended (awaiting an ack); that tail says nothing about later events. Empty
+    # when the alert's change history is unknown: then raised..resolved counts.
+    condition: tuple[tuple[float, float | None], ...] = ()
 
     def active_during(self, start_s: float, end_s: float) -> bool:
+        if self.condition:
+            return any(s <= end_s and (e is None or e >= start_s) for s, e in self.condition)
         return self.raised_s <= end_s and (self.resolved_s is None or self.resolved_s >= start_s)
 
 
-def alert_span(alert: Any, base_ms: int) -> AlertSpan:
-    """Convert an ``alerting`` Alert (duck-typed) with epoch-ms times to record time."""
+def condition_intervals(
+    raised_ms: int, changes: Iterable[tuple[int | None, bool]], base_ms: int
+) -> tuple[tuple[float, float | None], ...]:
+    """Intervals (record time) in which the condition held, from the alert's changes in
+    order: (event time ms, condition held after the change). Starts at the raise."""
+    out: list[tuple[float, float | None]] = []
+    start: float | None = (raised_ms - base_ms) / 1000.0
+    for t_ms, active in changes:
+        if t_ms is None:
+            continue
+        t = (t_ms - base_ms) / 1000.0
+        if active and start is None:
+            start = t
+        elif not active and start is not None:
+            out.append((start, t))
+            start = None
+    if start is not None:
+        out.append((start, None))
+    return tuple(out)
+
+
+def alert_span(alert: Any, base_ms: int, changes: Iterable[tuple[int | None, bool]] | None = None) -> AlertSpan:
+    """Convert an ``alerting`` Alert or AlertEmission (duck-typed) with epoch-ms times to
+    record time; ``changes`` (see :func:`condition_intervals`) gives when the condition held."""
 
     def rel(ms: Any) -> float | None:
         return None if ms is None else (float(ms) - base_ms) / 1000.0
@@ -84,6 +114,9 @@ def alert_span(alert: Any, base_ms: int) -> AlertSpan:
         resolved_s=rel(getattr(alert, "resolved_ms", None)),
         alert_id=str(getattr(alert, "alert_id", "")),
         value=getattr(alert, "value", None),
+        condition=()
+        if changes is None
+        else condition_intervals(int(getattr(alert, "raised_ms", 0) or 0), changes, base_ms),
     )
 
 

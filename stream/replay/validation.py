@@ -131,6 +131,7 @@ def run_pipeline(
                     )
                 )
                 raw_alerts = store.list_alerts(include_resolved=True)
+                histories = {a.alert_id: store.history(a.alert_id) for a in raw_alerts}
         finally:
             with contextlib.suppress(Exception):
                 store.delete_prefix()
@@ -138,7 +139,8 @@ def run_pipeline(
     alerts: dict[str, list[scoring.AlertSpan]] = {p: [] for p in patients}
     for alert in raw_alerts:
         if alert.patient_id in patients:
-            alerts[alert.patient_id].append(scoring.alert_span(alert, stats.base_ms))
+            changes = [(h.t_ms, h.condition_active) for h in histories.get(alert.alert_id, [])]
+            alerts[alert.patient_id].append(scoring.alert_span(alert, stats.base_ms, changes))
     for spans in alerts.values():
         spans.sort(key=lambda a: a.raised_s)
     return RunOutput(alerts, findings, stats.base_ms, stats, drain)

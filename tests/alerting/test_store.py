@@ -53,6 +53,16 @@ def test_apply_twice_changes_nothing(store: RedisAlertStore) -> None:
     assert store.list_alerts() == [alerts[0]]  # open only by default
 
 
+def test_condition_state_is_kept_with_the_latched_alert_and_its_audit(store: RedisAlertStore) -> None:
+    store.apply(scenario())
+    asystole = store.list_alerts(patient_id="p1")[0]
+    assert asystole.state == "raised" and asystole.condition_active is False  # latched, awaiting ack
+    flags = [(h.event, h.condition_active) for h in store.history(asystole.alert_id)]
+    assert flags[0] == ("raised", True) and flags[-1] == ("updated", False)
+    tachy = store.list_alerts(patient_id="p2", include_resolved=True)[0]
+    assert tachy.condition_active is False and tachy.state == "resolved"
+
+
 def test_alert_fields_and_wall_clock(store: RedisAlertStore) -> None:
     before = int(time.time() * 1000) - 5
     store.apply(scenario())

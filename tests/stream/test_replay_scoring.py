@@ -57,6 +57,20 @@ def test_challenge_ten_second_rule(alerts: list[AlertSpan], expected: bool) -> N
     assert challenge_alarm_raised(alerts, "Asystole", 300.0) is expected
 
 
+def test_latched_alert_counts_only_while_its_condition_holds() -> None:
+    base = 1_000_000_000
+    alert = SimpleNamespace(alert_id="a1", patient_id="p1", type="asystole", priority="high",
+                            onset_ms=base + 96_000, raised_ms=base + 100_000, resolved_ms=None, value=5.0)
+    # Condition ended at 120 s, recurred at 295 s: the latch in between is not an alarm.
+    ended = alert_span(alert, base, [(base + 100_000, True), (base + 120_000, False)])
+    recurred = alert_span(alert, base, [(base + 100_000, True), (base + 120_000, False), (base + 295_000, True)])
+    assert ended.condition == ((100.0, 120.0),)
+    assert recurred.condition == ((100.0, 120.0), (295.0, None))
+    assert challenge_alarm_raised([ended], "Asystole", 300.0) is False
+    assert challenge_alarm_raised([recurred], "Asystole", 300.0) is True
+    assert challenge_alarm_raised([alert_span(alert, base)], "Asystole", 300.0) is True  # history unknown
+
+
 def test_challenge_tolerance_allows_raise_just_after_alarm() -> None:
     assert challenge_alarm_raised([span("vfib", 301.0)], "Ventricular_Flutter_Fib", 300.0, tolerance_s=2.0)
     assert not challenge_alarm_raised([span("vfib", 303.0)], "Ventricular_Flutter_Fib", 300.0, tolerance_s=2.0)
