@@ -154,10 +154,12 @@ CATALOGUE: dict[AlertType, AlertDefinition] = {
         _d(A.ASYSTOLE, Priority.HIGH, True, "s",
            "no QRS complex for >= threshold s (ECG max_pause_s)"),
         _d(A.VFIB, Priority.HIGH, True, "s",
-           "ventricular fibrillation/flutter for >= threshold s of the window (ECG vf_seconds)"),
+           "ventricular fibrillation/flutter for >= threshold s of the window (ECG vf_seconds); "
+           "not while a PPG keeps pulsing or most of the newest beats are conducted (N/S)"),
         _d(A.VTACH, Priority.HIGH, True, "beats",
            ">= threshold consecutive ventricular beats at > secondary_threshold bpm "
-           "(ECG v_run_length, v_run_rate_bpm)"),
+           "(ECG v_run_length, v_run_rate_bpm), or a flutter-like ventricular rhythm: VF "
+           "detector >= 4 s with >= 3 of the newest beats ventricular"),
         _d(A.EXTREME_BRADY, Priority.HIGH, True, "bpm",
            "heart rate < threshold bpm over 5 consecutive beats (ECG hr_min_5beats)"),
         _d(A.EXTREME_TACHY, Priority.HIGH, True, "bpm",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 
 import pytest
 
@@ -160,7 +161,7 @@ def test_poor_quality_ecg_gates_asystole_and_raises_poor_signal() -> None:
 
 
 def test_vfib_is_not_gated_by_poor_quality_only_by_lead_off() -> None:
-    vf = ecg(quality=0.1, usable=False, vf_seconds=6.0, vf_score=0.9, hr_bpm=None)
+    vf = ecg(quality=0.1, usable=False, vf_seconds=6.0, vf_score=0.9, hr_bpm=None, beat_counts={"V": 1, "Q": 2})
     _, out = run([finding(i, ecg=vf) for i in range(2)])
     assert "vfib" in [e.type for e in out if e.event == "raised"]
     flat = ecg(quality=0.0, usable=False, lead_off=True, vf_seconds=6.0, max_pause_s=None)
@@ -168,9 +169,21 @@ def test_vfib_is_not_gated_by_poor_quality_only_by_lead_off() -> None:
     assert [e.type for e in out] == ["lead_off"]
 
 
+def test_vfib_contradicted_by_a_conducted_rhythm() -> None:
+    """The VF detector firing while the newest beats are mostly normal: an organised rhythm
+    with noise or wide complexes on top, not fibrillation."""
+    noisy_sinus = ecg(vf_seconds=8.0, vf_score=0.9, beat_counts={"N": 2, "V": 1})
+    state, out = run([finding(i, ecg=noisy_sinus) for i in range(3)])
+    assert "vfib" not in [e.type for e in out]
+    assert state.contradicted["vfib"] == 3
+    chaotic = ecg(vf_seconds=8.0, vf_score=0.9, beat_counts={"N": 1, "V": 2})
+    _, out = run([finding(i, ecg=chaotic) for i in range(2)])
+    assert "vfib" in [e.type for e in out]
+
+
 def test_vfib_needs_two_consecutive_windows() -> None:
     """One window of VF-like noise raises nothing; VF in the next window too raises."""
-    vf = ecg(quality=0.1, usable=False, vf_seconds=5.0, vf_score=0.9, hr_bpm=None)
+    vf = ecg(quality=0.1, usable=False, vf_seconds=5.0, vf_score=0.9, hr_bpm=None, beat_counts={"Q": 3})
     calm = ecg(vf_seconds=0.0, vf_score=0.1)
     _, out = run([finding(0, ecg=vf), finding(1, ecg=calm), finding(2, ecg=vf),
                   finding(3, ecg=calm)])
@@ -487,6 +500,20 @@ def test_vtach_definition() -> None:
     slow = ecg(beat_counts={"N": 7, "V": 5}, v_run_length=5, v_run_rate_bpm=90.0)
     _, out = run([finding(0, ecg=slow)])
     assert out == []  # idioventricular, not VT
+
+
+def test_vtach_from_a_flutter_like_ventricular_rhythm_the_detector_undercounts() -> None:
+    # Every other wide complex missed: the measured run is slow, but the VF detector sees
+    # the flutter-like waveform and the beat model calls the newest beats ventricular.
+    undercounted = ecg(beat_counts={"V": 3}, v_run_length=5, v_run_rate_bpm=75.0, vf_seconds=5.0, vf_score=0.8)
+    _, out = run([finding(0, ecg=undercounted)])
+    assert [(e.type, e.priority) for e in out] == [("vtach", "high")]
+    assert "flutter-like" in out[0].message
+    two_v = replace(undercounted, beat_counts={"V": 2, "N": 1})
+    short_vf = replace(undercounted, vf_seconds=3.0)
+    for not_vt in (two_v, short_vf):
+        _, out = run([finding(0, ecg=not_vt)])
+        assert "vtach" not in [e.type for e in out]
 
 
 def test_extreme_brady_definition() -> None:
