@@ -194,10 +194,13 @@ def write_report(
         snippet_rows.append((kind, alert_type, rec.name, t_s, f"snippets/{name}"))
 
     lines = [f"# Validation report: {suite}", ""]
-    lines.append(
-        f"{metrics['records']} records replayed through the production path "
-        f"(gateway SDK -> Kafka -> worker -> alerts in Redis) in {metrics.get('wall_s', 0):.0f} s."
+    route = (
+        "the pipeline and aggregator stages in process, without Kafka or Redis (a tuning run, "
+        "not the figure of record)"
+        if metrics.get("path") == "in-process"
+        else "the production path (gateway SDK -> Kafka -> worker -> alerts in Redis)"
     )
+    lines.append(f"{metrics['records']} records replayed through {route} in {metrics.get('wall_s', 0):.0f} s.")
     lines.append("")
     headline = []
     if metrics.get("score") is not None:
