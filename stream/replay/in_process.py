@@ -61,15 +61,7 @@ def _run_job(job: _Job) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
         produced += pipeline.assemble(pipeline.flush(rec.patient_id))
         by_alert: dict[str, list[Any]] = {}
         for f in produced:
-            findings.setdefault(f.patient_id, []).append(
-                FindingRecord(
-                    f.t_ms,
-                    f.window_s,
-                    f.resp.rate_bpm if f.resp is not None else None,
-                    f.ecg.hr_bpm if f.ecg is not None else None,
-                    tuple(f.gaps),
-                )
-            )
+            findings.setdefault(f.patient_id, []).append(FindingRecord.of(f))
             state, ems = process_finding(state, f, config)
             for em in ems:
                 by_alert.setdefault(em.alert_id, []).append(em)

@@ -49,6 +49,17 @@ class FindingRecord:
     hr_bpm: float | None
     gaps: tuple[str, ...] = ()
 
+    @classmethod
+    def of(cls, f: Any) -> FindingRecord:
+        """The part of a ``VitalsFinding`` the scorers use."""
+        return cls(
+            f.t_ms,
+            f.window_s,
+            f.resp.rate_bpm if f.resp is not None else None,
+            f.ecg.hr_bpm if f.ecg is not None else None,
+            tuple(f.gaps),
+        )
+
 
 @dataclass
 class RunOutput:
@@ -334,15 +345,7 @@ class _FindingsCollector:
                         f = VitalsFinding.from_json(msg.value)
                     except (ValueError, TypeError, KeyError):
                         continue
-                    self.sink.setdefault(f.patient_id, []).append(
-                        FindingRecord(
-                            f.t_ms,
-                            f.window_s,
-                            f.resp.rate_bpm if f.resp is not None else None,
-                            f.ecg.hr_bpm if f.ecg is not None else None,
-                            tuple(f.gaps),
-                        )
-                    )
+                    self.sink.setdefault(f.patient_id, []).append(FindingRecord.of(f))
                     self.latest[f.patient_id] = max(self.latest.get(f.patient_id, 0), f.t_ms)
                     self.count += 1
 
