@@ -214,8 +214,11 @@ DEFAULT_TYPE_SETTINGS: dict[AlertType, TypeSettings] = {
     # right. The disagreement is stated and the alert shown at medium priority instead.
     AlertType.EXTREME_TACHY: S(threshold=140.0, clear_threshold=130.0,
                                corroboration=C.DOWNGRADE),
+    # Termination needs 30 s without AF (15 windows), as an episode needs ~30 s to count:
+    # a rhythm model hovering around the threshold otherwise ends and restarts the same
+    # episode (MIT-BIH 215, frequent ectopy: 10 alerts in 30 min with 10 s, 2 with 30 s).
     AlertType.AFIB: S(threshold=0.6, clear_threshold=0.4, secondary_threshold=0.1,
-                      persistence_k=8, persistence_n=10, clear_windows=5, budget_step=0.1),
+                      persistence_k=8, persistence_n=10, clear_windows=15, budget_step=0.1),
     AlertType.BRADY: S(threshold=50.0, clear_threshold=55.0, persistence_k=5, persistence_n=6,
                        clear_windows=3, corroboration=C.SUPPRESS, budget_step=5.0),
     AlertType.TACHY: S(threshold=120.0, clear_threshold=110.0, persistence_k=5, persistence_n=6,

@@ -66,8 +66,10 @@ def main() -> None:
         seg = rng.normal(size=(b, 1, pp.BEAT_LEN)).astype(np.float32)
         rr = pp.beat_context(np.full(b, 0.8), np.full(b, 0.8), np.full(b, 0.8), seg, seg)
         x = rng.normal(size=(b, 1, pp.RHYTHM_LEN)).astype(np.float32)
+        # The pipeline passes the RR features of the beats it already detected.
+        x_rr = np.stack([pp.rhythm_rr_features(np.arange(100, pp.RHYTHM_LEN, 200))] * b)
         t_beat = _time(lambda seg=seg, rr=rr: rt.predict_beats(seg, rr))
-        t_rhythm = _time(lambda x=x: rt.predict_rhythm(x))
+        t_rhythm = _time(lambda x=x, x_rr=x_rr: rt.predict_rhythm(x, x_rr))
         windows = [_window(f"p{i}", 10_000, rng) for i in range(b)]
 
         def run_analyse(windows=windows) -> None:

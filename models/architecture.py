@@ -66,8 +66,12 @@ class RhythmNet(nn.Module):
     logits for rhythm classes N, A, O, ~. Global average + max pooling make it accept
     other window lengths too."""
 
-    def __init__(self, n_classes: int = 4, widths: tuple[int, ...] = (24, 32, 48, 64, 64)):
+    def __init__(self, n_classes: int = 4, widths: tuple[int, ...] = (24, 32, 48, 64, 64),
+                 n_rr: int = 0):
         super().__init__()
+        # Optional RR-irregularity features of the window (models.preprocess.rhythm_rr_features),
+        # fused with the pooled CNN features before the classifier.
+        self.n_rr = n_rr
         self.stem = nn.Sequential(
             nn.Conv1d(1, widths[0], 15, stride=2, padding=7, bias=False),
             nn.BatchNorm1d(widths[0]), nn.ReLU(), nn.MaxPool1d(2),
@@ -78,9 +82,15 @@ class RhythmNet(nn.Module):
             blocks.append(ResBlock(c, w, stride=2))
             c = w
         self.blocks = nn.Sequential(*blocks)
-        self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(2 * c, n_classes))
+        rr_width = 16 if n_rr else 0
+        self.rr = nn.Sequential(nn.Linear(n_rr, rr_width), nn.ReLU()) if n_rr else None
+        self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(2 * c + rr_width, n_classes))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rr: torch.Tensor | None = None) -> torch.Tensor:
         z = self.blocks(self.stem(x))
         z = torch.cat([z.mean(dim=2), z.amax(dim=2)], dim=1)
+        if self.rr is not None:
+            if rr is None:
+                raise ValueError(f"this RhythmNet needs {self.n_rr} RR features per window")
+            z = torch.cat([z, self.rr(rr)], dim=1)
         return self.head(z)

@@ -156,6 +156,46 @@ def local_rr(rr_s: np.ndarray, n_beats: int = LOCAL_RR_BEATS) -> np.ndarray:
     return out
 
 
+RHYTHM_RR_FEATURES = (
+    "hr_per_100bpm",  # 60 / mean RR / 100
+    "rr_cv",  # SD / mean of RR
+    "rmssd_rel",  # RMSSD / mean RR
+    "median_abs_drr_rel",  # median |successive RR difference| / median RR
+    "share_drr_over_10pct",  # successive differences > 10 % of the median RR
+    "rr_range_rel",  # (max - min) / median RR
+    "share_rr_off_15pct",  # RR intervals more than 15 % off the median
+    "few_beats",  # 1 when fewer than 3 intervals: the others are then 0
+)
+N_RHYTHM_RR_FEATURES = len(RHYTHM_RR_FEATURES)
+
+
+def rhythm_rr_features(r_samples: np.ndarray, length: int = RHYTHM_LEN, fs: float = ECG_FS) -> np.ndarray:
+    """RR irregularity of one rhythm window from the R peaks inside it (sample indices into
+    the window). AF is "irregularly irregular" (Dash et al. 2009: normalised RMSSD and
+    successive-difference statistics), ectopy makes a few intervals far off the median, and
+    a 10-s CNN sees too few beats to learn these statistics reliably from 2,000 recordings,
+    so they are given to it (as the CinC 2017 winners did with hand-made RR features)."""
+    r = np.sort(np.asarray(r_samples, dtype=np.float64).ravel())
+    r = r[(r >= 0) & (r < length)]
+    out = np.zeros(N_RHYTHM_RR_FEATURES, dtype=np.float32)
+    rr = np.diff(r) / fs
+    rr = rr[rr > 0]
+    if rr.size < 3:
+        out[0] = r.size * 60.0 / (length / fs) / 100.0
+        out[7] = 1.0
+        return out
+    mean, med = float(rr.mean()), float(np.median(rr))
+    d = np.abs(np.diff(rr))
+    out[0] = 60.0 / mean / 100.0
+    out[1] = rr.std() / mean
+    out[2] = np.sqrt(np.mean(d * d)) / mean
+    out[3] = np.median(d) / med
+    out[4] = np.mean(d > 0.1 * med)
+    out[5] = (rr.max() - rr.min()) / med
+    out[6] = np.mean(np.abs(rr - med) > 0.15 * med)
+    return np.clip(out, 0.0, 5.0)
+
+
 def rhythm_normalise(x: np.ndarray) -> np.ndarray:
     """Per-window scale normalisation for the rhythm model: zero median, unit robust
     amplitude (99th percentile of |x|, i.e. about the R-peak height), clipped."""

@@ -28,7 +28,7 @@ from stream.window_analysis import WindowAnalysis
 BEAT_CLASSES = ("N", "S", "V", "F", "Q")
 RHYTHM_CLASSES = ("N", "A", "O", "~")
 BEAT_VERSION = "beats-1.0.0"
-RHYTHM_VERSION = "rhythm-1.0.0"
+RHYTHM_VERSION = "rhythm-1.1.0"
 
 _MATCH_MS = 40.0  # the same beat seen in two windows (R position jitter of the detector)
 _MAX_PATIENTS = 100_000  # LRU bound on the per-patient beat memory
@@ -91,16 +91,24 @@ def beat_metadata(**extra: Any) -> dict[str, Any]:
 
 
 def rhythm_metadata(**extra: Any) -> dict[str, Any]:
-    return {
+    with_rr = bool(extra.get("rr_features"))
+    meta: dict[str, Any] = {
         "version": RHYTHM_VERSION,
         "classes": list(RHYTHM_CLASSES),
-        "architecture": "RhythmNet: residual 1D-CNN (5 blocks), mean+max pooling",
+        "architecture": "RhythmNet: residual 1D-CNN (5 blocks), mean+max pooling"
+                        + (", fused with an MLP on the window's RR features" if with_rr else ""),
         "input": {"shape": [None, 1, pp.RHYTHM_LEN], "dtype": "float32", "fs_hz": pp.ECG_FS,
                   "preprocessing": "0.5-40 Hz band-pass; per-window median removed and "
                                    "divided by the 99th percentile of |x| (done inside "
                                    "predict_rhythm)"},
         **extra,
     }
+    if with_rr:
+        meta["input"]["rr"] = {"shape": [None, pp.N_RHYTHM_RR_FEATURES], "dtype": "float32",
+                               "features": list(pp.RHYTHM_RR_FEATURES),
+                               "source": "R peaks inside the window from the pipeline's "
+                                         "streaming detector (models.preprocess.rhythm_rr_features)"}
+    return meta
 
 
 def _check_array(name: str, x: Any, ndim: int, tail: tuple[int | None, ...]) -> np.ndarray:
@@ -134,10 +142,11 @@ class ModelRuntime:
         wd = Path(weights_dir or WEIGHTS_DIR)
         beat = BeatNet()
         beat.load_state_dict(load_state(wd, "beats"))
-        rhythm = RhythmNet()
+        rhythm_meta = load_metadata(wd, "rhythm")
+        rhythm = RhythmNet(n_rr=len(rhythm_meta.get("rr_features", [])))
         rhythm.load_state_dict(load_state(wd, "rhythm"))
         return cls(beat, rhythm, VfModel.load(wd / "vf.json"), load_metadata(wd, "beats"),
-                   load_metadata(wd, "rhythm"))
+                   rhythm_meta)
 
     @property
     def model_version(self) -> str:
@@ -161,18 +170,35 @@ class ModelRuntime:
                 out[i:i + _PREDICT_CHUNK] = torch.softmax(logits, dim=1).numpy()
         return out
 
-    def predict_rhythm(self, x: np.ndarray) -> np.ndarray:
+    def predict_rhythm(self, x: np.ndarray, rr: np.ndarray | None = None) -> np.ndarray:
         """Rhythm probabilities ``(n, 4)`` for band-passed ECG windows ``(n, 1, L)`` at
-        250 Hz (L = 2500 for 10 s; per-window normalisation is applied here)."""
+        250 Hz (L = 2500 for 10 s; per-window normalisation is applied here).
+
+        ``rr``: the windows' RR features ``(n, 8)`` (:func:`models.preprocess.rhythm_rr_features`
+        of the R peaks inside each window), for a model trained with them. Without it they
+        are computed from R peaks detected in each window alone, which misses beats in the
+        detector's first second; streams and whole recordings should pass their own."""
         _check_array("x", x, 3, (1, None))
         if x.shape[2] < int(2 * pp.ECG_FS):
             raise ValueError(f"rhythm windows must be at least 2 s ({int(2 * pp.ECG_FS)} "
                              f"samples), got {x.shape[2]}")
+        rr_t = None
+        if self.rhythm_model.n_rr:
+            if rr is None:
+                from stream.dsp.rpeaks import ecg_rpeaks
+
+                rr = np.stack([pp.rhythm_rr_features(ecg_rpeaks(row[0], pp.ECG_FS), x.shape[2])
+                               for row in x]).astype(np.float32)
+            _check_array("rr", rr, 2, (self.rhythm_model.n_rr,))
+            if rr.shape[0] != x.shape[0]:
+                raise ValueError(f"x and rr disagree on n: {x.shape[0]} vs {rr.shape[0]}")
+            rr_t = torch.from_numpy(rr)
         xn = pp.rhythm_normalise(x)
         out = np.zeros((x.shape[0], len(RHYTHM_CLASSES)), dtype=np.float32)
         with torch.inference_mode():
             for i in range(0, x.shape[0], _PREDICT_CHUNK):
-                logits = self.rhythm_model(torch.from_numpy(xn[i:i + _PREDICT_CHUNK]))
+                rr_i = None if rr_t is None else rr_t[i:i + _PREDICT_CHUNK]
+                logits = self.rhythm_model(torch.from_numpy(xn[i:i + _PREDICT_CHUNK]), rr_i)
                 out[i:i + _PREDICT_CHUNK] = torch.softmax(logits, dim=1).numpy()
         return out
 
@@ -199,6 +225,7 @@ class ModelRuntime:
         rr_parts: list[np.ndarray] = []
         owners: list[tuple[int, float]] = []  # (window index, beat time ms) per beat row
         rhythm_rows: list[np.ndarray] = []
+        rhythm_rr: list[np.ndarray] = []
         rhythm_owner: list[int] = []
         prepared: list[tuple[int, np.ndarray, np.ndarray, float] | None] = []
         # Beats queued for classification in this call, per patient: a patient may have
@@ -265,6 +292,9 @@ class ModelRuntime:
                 x, pp.RHYTHM_LEN)
             if x.size >= int(2 * pp.ECG_FS):
                 rhythm_rows.append(crop.astype(np.float32))
+                # The window's own beats, shifted like the crop (end-aligned or centred).
+                shift = x.size - pp.RHYTHM_LEN if x.size >= pp.RHYTHM_LEN else -((pp.RHYTHM_LEN - x.size) // 2)
+                rhythm_rr.append(pp.rhythm_rr_features(r - shift))
                 rhythm_owner.append(wi)
             outputs[wi].vf_score, outputs[wi].vf_seconds = self.vf_model.analyse(x)
 
@@ -282,7 +312,8 @@ class ModelRuntime:
                 counts[cls] = counts.get(cls, 0) + 1
 
         if rhythm_rows:
-            rprobs = self.predict_rhythm(np.stack(rhythm_rows)[:, None, :])
+            rprobs = self.predict_rhythm(np.stack(rhythm_rows)[:, None, :],
+                                         np.stack(rhythm_rr).astype(np.float32))
             for wi, p in zip(rhythm_owner, rprobs, strict=True):
                 outputs[wi].rhythm = RHYTHM_CLASSES[int(np.argmax(p))]
                 outputs[wi].rhythm_probs = {c: round(float(v), 4)

@@ -162,31 +162,62 @@ class RhythmTrainConfig:
     flip_prob: float = 0.3  # CinC 2017 handheld leads are often inverted
 
 
+def _crop_at(x: np.ndarray, start: int, length: int) -> np.ndarray:
+    """``x[start:start + length]``; a negative start is :func:`pp.fit_length`'s centred
+    zero-padding of a recording shorter than ``length``."""
+    return pp.fit_length(x, length) if start < 0 else x[start:start + length]
+
+
+def _crop_start(n: int, length: int) -> int:
+    """Start of the centred crop/pad that :func:`pp.fit_length` makes (negative = padded)."""
+    return (n - length) // 2 if n >= length else -((length - n) // 2)
+
+
+def random_crop_start(n: int, length: int, rng: np.random.Generator) -> int:
+    return _crop_start(n, length) if n <= length else int(rng.integers(0, n - length + 1))
+
+
 def random_crop(x: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
-    if x.size <= length:
-        return pp.fit_length(x, length)
-    start = int(rng.integers(0, x.size - length + 1))
-    return x[start:start + length]
+    return _crop_at(x, random_crop_start(x.size, length, rng), length)
+
+
+def eval_crop_starts(n: int, length: int = pp.RHYTHM_LEN, stride_s: float = 5.0) -> list[int]:
+    """Starts of crops covering a recording at a fixed stride (last crop flush with the end)."""
+    if n <= length:
+        return [_crop_start(n, length)]
+    stride = int(stride_s * pp.ECG_FS)
+    starts = list(range(0, n - length + 1, stride))
+    if starts[-1] != n - length:
+        starts.append(n - length)
+    return starts
 
 
 def eval_crops(x: np.ndarray, length: int = pp.RHYTHM_LEN, stride_s: float = 5.0) -> np.ndarray:
-    """Crops covering a recording at a fixed stride (last crop flush with the end)."""
-    if x.size <= length:
-        return pp.fit_length(x, length)[None, :]
-    stride = int(stride_s * pp.ECG_FS)
-    starts = list(range(0, x.size - length + 1, stride))
-    if starts[-1] != x.size - length:
-        starts.append(x.size - length)
-    return np.stack([x[s:s + length] for s in starts])
+    return np.stack([_crop_at(x, s, length) for s in eval_crop_starts(x.size, length, stride_s)])
+
+
+def crop_rr_features(peaks: np.ndarray, starts: Sequence[int], length: int = pp.RHYTHM_LEN) -> np.ndarray:
+    """RR features ``(len(starts), N)`` of crops of one recording, from its R peaks."""
+    return np.stack([pp.rhythm_rr_features(peaks - s, length) for s in starts]).astype(np.float32)
+
+
+def recording_rpeaks(signals: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """R peaks of each recording (at ECG_FS) by the pipeline's own streaming detector, so
+    training sees the beats the runtime will see."""
+    from stream.dsp.rpeaks import ecg_rpeaks
+
+    return [ecg_rpeaks(x, pp.ECG_FS, chunk_s=1.0) for x in signals]
 
 
 def train_rhythm_model(signals: Sequence[np.ndarray], labels: np.ndarray, seed: int,
                        cfg: RhythmTrainConfig | None = None,
-                       progress: Progress | None = None) -> RhythmNet:
+                       progress: Progress | None = None,
+                       peaks: Sequence[np.ndarray] | None = None) -> RhythmNet:
+    """``peaks`` (R peaks per recording): train with the window's RR features as well."""
     cfg = cfg or RhythmTrainConfig()
     seed_everything(seed)
     rng = np.random.default_rng(seed)
-    model = RhythmNet()
+    model = RhythmNet(n_rr=pp.N_RHYTHM_RR_FEATURES if peaks is not None else 0)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     items = np.repeat(np.arange(len(signals)), cfg.crops_per_record)
     steps_per_epoch = math.ceil(items.size / cfg.batch_size)
@@ -201,11 +232,16 @@ def train_rhythm_model(signals: Sequence[np.ndarray], labels: np.ndarray, seed: 
         total = 0.0
         for b in range(steps_per_epoch):
             idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-            crops = np.stack([random_crop(signals[i], pp.RHYTHM_LEN, rng) for i in idx])
+            starts = [random_crop_start(signals[i].size, pp.RHYTHM_LEN, rng) for i in idx]
+            crops = np.stack([_crop_at(signals[i], s, pp.RHYTHM_LEN) for i, s in zip(idx, starts, strict=True)])
             crops = pp.rhythm_normalise(crops)
             flip = rng.random(idx.size) < cfg.flip_prob
             crops[flip] *= -1
-            loss = loss_fn(model(torch.from_numpy(crops[:, None, :])), y_all[idx])
+            rr = None
+            if peaks is not None:
+                rr = torch.from_numpy(np.concatenate(
+                    [crop_rr_features(peaks[i], [s]) for i, s in zip(idx, starts, strict=True)]))
+            loss = loss_fn(model(torch.from_numpy(crops[:, None, :]), rr), y_all[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -218,13 +254,18 @@ def train_rhythm_model(signals: Sequence[np.ndarray], labels: np.ndarray, seed: 
 
 
 @torch.inference_mode()
-def rhythm_record_probs(model: RhythmNet, signals: Sequence[np.ndarray]) -> np.ndarray:
+def rhythm_record_probs(model: RhythmNet, signals: Sequence[np.ndarray],
+                        peaks: Sequence[np.ndarray] | None = None) -> np.ndarray:
     """Per-recording probabilities: softmax averaged over covering 10-s crops."""
     model.eval()
+    if model.n_rr and peaks is None:
+        peaks = recording_rpeaks(signals)
     out = np.zeros((len(signals), len(RHYTHM_CLASSES)), dtype=np.float32)
     for i, x in enumerate(signals):
-        crops = pp.rhythm_normalise(eval_crops(x))
-        p = torch.softmax(model(torch.from_numpy(crops[:, None, :])), dim=1).numpy()
+        starts = eval_crop_starts(x.size)
+        crops = pp.rhythm_normalise(np.stack([_crop_at(x, s, pp.RHYTHM_LEN) for s in starts]))
+        rr = torch.from_numpy(crop_rr_features(peaks[i], starts)) if model.n_rr and peaks is not None else None
+        p = torch.softmax(model(torch.from_numpy(crops[:, None, :]), rr), dim=1).numpy()
         out[i] = p.mean(axis=0)
     return out
 
@@ -260,7 +301,8 @@ def cross_validate_beats(data: BeatSet, noise: np.ndarray | None, k: int, seed: 
 
 def cross_validate_rhythm(signals: Sequence[np.ndarray], labels: np.ndarray, k: int, seed: int,
                           cfg: RhythmTrainConfig | None = None,
-                          progress: Progress | None = None) -> tuple[np.ndarray, np.ndarray]:
+                          progress: Progress | None = None,
+                          peaks: Sequence[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """k-fold CV (stratified by label); returns (fold per recording, held-out probs)."""
     folds = stratified_folds(labels, k, seed)
     probs = np.zeros((labels.size, len(RHYTHM_CLASSES)), dtype=np.float32)
@@ -272,7 +314,10 @@ def cross_validate_rhythm(signals: Sequence[np.ndarray], labels: np.ndarray, k: 
             if progress:
                 progress(f * total + step, k * total, f"fold {f + 1}/{k} {msg}")
 
+        sub_peaks = None if peaks is None else [peaks[i] for i in train_idx]
         model = train_rhythm_model([signals[i] for i in train_idx], labels[train_idx],
-                                   seed + f, cfg, fold_progress)
-        probs[test] = rhythm_record_probs(model, [signals[i] for i in np.flatnonzero(test)])
+                                   seed + f, cfg, fold_progress, sub_peaks)
+        test_idx = np.flatnonzero(test)
+        probs[test] = rhythm_record_probs(model, [signals[i] for i in test_idx],
+                                          None if peaks is None else [peaks[i] for i in test_idx])
     return folds, probs

@@ -158,34 +158,39 @@ def train_rhythm(
     seed: int = typer.Option(7),
     epochs: int = typer.Option(40),
     cv_folds: int = typer.Option(5, help="Held-out CV folds before the final fit; 0 skips."),
+    rr_features: bool = typer.Option(True, help="Give the network the window's RR-irregularity features."),
+    crops_per_record: int = typer.Option(2, help="Random 10-s crops of each recording per epoch."),
     threads: int = typer.Option(2),
     cache_dir: Path = typer.Option(_DEFAULT_CACHE),
 ) -> None:
     """Train the rhythm classifier (CV report, then a final fit on all recordings)."""
     from models import data as md
+    from models import preprocess as pp
     from models.evaluation import rhythm_metrics
     from models.packaging import save_model
     from models.runtime import rhythm_metadata
-    from models.training import RhythmTrainConfig, cross_validate_rhythm, train_rhythm_model
+    from models.training import RhythmTrainConfig, cross_validate_rhythm, recording_rpeaks, train_rhythm_model
 
     _torch_threads(threads)
     data_dir = Path(data_dir or _data_root() / "cinc2017")
     names, signals, labels = md.load_cinc2017(data_dir, cache_dir=cache_dir)
-    cfg = RhythmTrainConfig(epochs=epochs)
+    peaks = recording_rpeaks(signals) if rr_features else None
+    cfg = RhythmTrainConfig(epochs=epochs, crops_per_record=crops_per_record)
     report: dict[str, Any] = {}
     t0 = time.time()
     if cv_folds > 1:
         with _progress("rhythm CV") as cb:
-            folds, probs = cross_validate_rhythm(signals, labels, cv_folds, seed, cfg, cb)
+            folds, probs = cross_validate_rhythm(signals, labels, cv_folds, seed, cfg, cb, peaks)
         report = rhythm_metrics(labels, probs.argmax(axis=1))
         report["fold_design"] = (f"{cv_folds} folds stratified by label, one recording per "
                                  f"fold (seed {seed})")
         report["held_out_records"] = {str(f): [names[i] for i in np.flatnonzero(folds == f)]
                                       for f in range(cv_folds)}
     with _progress("rhythm final") as cb:
-        model = train_rhythm_model(signals, labels, seed, cfg, cb)
+        model = train_rhythm_model(signals, labels, seed, cfg, cb, peaks)
     cv_summary = {k: v for k, v in report.items() if k != "held_out_records"}
-    meta = rhythm_metadata(seed=seed, epochs=epochs, n_records=len(names),
+    meta = rhythm_metadata(seed=seed, epochs=epochs, crops_per_record=crops_per_record, n_records=len(names),
+                           rr_features=list(pp.RHYTHM_RR_FEATURES) if rr_features else [],
                            class_counts=np.bincount(labels, minlength=4).tolist(),
                            cv=cv_summary, train_seconds=round(time.time() - t0, 1))
     path = save_model(model, out, "rhythm", meta)
@@ -210,23 +215,32 @@ def eval_rhythm(
     from models import data as md
     from models.evaluation import rhythm_metrics
     from models.runtime import ModelRuntime
-    from models.training import RhythmTrainConfig, cross_validate_rhythm, eval_crops
+    from models.training import (
+        RhythmTrainConfig,
+        crop_rr_features,
+        cross_validate_rhythm,
+        eval_crop_starts,
+        eval_crops,
+        recording_rpeaks,
+    )
 
     _torch_threads(threads)
     data_dir = Path(data_dir or _data_root() / "cinc2017")
     recs = _split_records(records)
     names, signals, labels = md.load_cinc2017(data_dir, recs, cache_dir=cache_dir)
     runtime = ModelRuntime.load_default()
+    peaks = recording_rpeaks(signals)
     if cv:
         with _progress("rhythm CV") as cb:
             _, probs = cross_validate_rhythm(signals, labels, cv_folds, seed,
-                                             RhythmTrainConfig(epochs=epochs), cb)
+                                             RhythmTrainConfig(epochs=epochs), cb, peaks)
     else:
         probs = np.zeros((len(signals), 4), dtype=np.float32)
         with _progress("rhythm eval") as cb:
             for i, x in enumerate(signals):
                 crops = eval_crops(x)[:, None, :].astype(np.float32)
-                probs[i] = runtime.predict_rhythm(crops).mean(axis=0)
+                rr = crop_rr_features(peaks[i], eval_crop_starts(x.size))
+                probs[i] = runtime.predict_rhythm(crops, rr).mean(axis=0)
                 cb(i + 1, len(signals), "")
     m = rhythm_metrics(labels, probs.argmax(axis=1))
     out = {"records": len(names), "f1": m["f1"], "f1_mean_nao": m["f1_mean_nao"],

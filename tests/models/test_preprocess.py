@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from models import preprocess as pp
-from models.training import eval_crops, record_folds
+from models.training import crop_rr_features, eval_crop_starts, eval_crops, record_folds
 
 
 def test_resample_length_and_identity() -> None:
@@ -47,6 +47,32 @@ def test_eval_crops_cover_recording() -> None:
     assert crops.shape == (5, pp.RHYTHM_LEN)
     assert crops[-1, -1] == 30 * 250 - 1
     assert eval_crops(np.ones(2000)).shape == (1, pp.RHYTHM_LEN)
+
+
+def test_rhythm_rr_features_separate_regular_from_irregular_rhythm() -> None:
+    regular = pp.rhythm_rr_features(np.arange(0, pp.RHYTHM_LEN, 200))  # 75 bpm
+    assert regular[0] == pytest.approx(0.75)
+    assert regular[1:].max() < 1e-6 and regular[7] == 0.0
+    rng = np.random.default_rng(3)
+    af = np.cumsum(rng.uniform(120, 260, size=20)).astype(int)  # irregularly irregular
+    irregular = pp.rhythm_rr_features(af)
+    assert irregular[2] > 0.2 and irregular[4] > 0.5 and irregular[6] > 0.3
+    few = pp.rhythm_rr_features(np.array([100, 400]))
+    assert few[7] == 1.0 and few[1:7].max() == 0.0
+    # Peaks outside the window are ignored; the order of the peaks does not matter.
+    np.testing.assert_array_equal(pp.rhythm_rr_features(np.r_[-50, af[::-1], 9999]), irregular)
+
+
+def test_crop_rr_features_follow_the_crops() -> None:
+    peaks = np.arange(0, 30 * 250, 200)
+    starts = eval_crop_starts(30 * 250)
+    assert starts == [0, 1250, 2500, 3750, 5000]
+    feats = crop_rr_features(peaks, starts)
+    assert feats.shape == (5, pp.N_RHYTHM_RR_FEATURES) and feats.dtype == np.float32
+    np.testing.assert_allclose(feats[:, 0], 0.75)
+    # A short recording is zero-padded on both sides: its peaks shift with it.
+    short = crop_rr_features(np.arange(0, 2000, 200), eval_crop_starts(2000))
+    np.testing.assert_array_equal(short[0], pp.rhythm_rr_features(np.arange(0, 2000, 200) + 250))
 
 
 def test_record_folds_are_patient_wise_and_spread_rare_classes() -> None:

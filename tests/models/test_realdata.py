@@ -8,7 +8,7 @@ import pytest
 from models import data as md
 from models import preprocess as pp
 from models.runtime import ModelRuntime
-from models.training import eval_crops
+from models.training import crop_rr_features, eval_crop_starts, eval_crops, recording_rpeaks
 from stream.window_analysis import WindowAnalysis
 
 pytestmark = pytest.mark.realdata
@@ -77,7 +77,8 @@ def test_classifies_real_cinc2017_recordings(runtime: ModelRuntime, data_root: P
     correct = 0
     for name, label in chosen.items():
         x = md.load_cinc2017_ecg(cinc, name)
-        probs = runtime.predict_rhythm(eval_crops(x)[:, None, :].astype(np.float32)).mean(axis=0)
+        rr = crop_rr_features(recording_rpeaks([x])[0], eval_crop_starts(x.size))
+        probs = runtime.predict_rhythm(eval_crops(x)[:, None, :].astype(np.float32), rr).mean(axis=0)
         correct += md.RHYTHM_CLASSES[int(np.argmax(probs))] == label
     assert correct >= len(chosen) - 1
 

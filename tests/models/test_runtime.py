@@ -70,6 +70,19 @@ def test_predict_rhythm_rejects_malformed(runtime: ModelRuntime, x, match) -> No
         runtime.predict_rhythm(x)
 
 
+def test_predict_rhythm_rr_features_are_checked_and_used(runtime: ModelRuntime) -> None:
+    assert runtime.rhythm_model.n_rr == pp.N_RHYTHM_RR_FEATURES
+    x = np.random.default_rng(1).normal(size=(2, 1, pp.RHYTHM_LEN)).astype(np.float32)
+    with pytest.raises(ValueError, match="must be 8"):
+        runtime.predict_rhythm(x, np.zeros((2, 3), np.float32))
+    with pytest.raises(ValueError, match="disagree"):
+        runtime.predict_rhythm(x, np.zeros((3, pp.N_RHYTHM_RR_FEATURES), np.float32))
+    regular = np.stack([pp.rhythm_rr_features(np.arange(100, pp.RHYTHM_LEN, 200))] * 2)
+    beats = np.cumsum([100, 140, 260, 170, 230, 120, 250, 150, 210, 180])
+    irregular = np.stack([pp.rhythm_rr_features(beats)] * 2)
+    assert not np.allclose(runtime.predict_rhythm(x, regular), runtime.predict_rhythm(x, irregular))
+
+
 def test_window_without_ecg_gives_empty_outputs(runtime: ModelRuntime) -> None:
     out = runtime.analyse([WindowAnalysis(patient_id="p-none", t_ms=10_000, window_s=10.0)])
     assert out == [ModelOutputs()]
