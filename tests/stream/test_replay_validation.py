@@ -137,4 +137,6 @@ def test_in_process_validation_on_real_cinc_records(data_dir: Path, tmp_path: Pa
     assert metrics["path"] == "in-process"
     assert [(d["record"], d["outcome"]) for d in metrics["decisions"]] == [("v132s", "TP")]
     assert metrics["replay"]["record_seconds"] == pytest.approx(300.0)
+    assert metrics["replay"]["chunks_sent"] == metrics["replay"]["chunks_total"] > 300
+    assert metrics["replay"]["samples_sent"] > 300 * 250
     assert "without Kafka or Redis" in (tmp_path / "report.md").read_text()
