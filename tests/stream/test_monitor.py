@@ -264,3 +264,14 @@ def test_flush_closes_the_window_ending_at_the_end_of_data(signals) -> None:
     last = flushed[0]
     assert last.ecg is not None and abs(last.ecg.hr_bpm - 72) < 3 and last.ecg.max_pause_s < 1.2
     assert monitor.flush().windows == []  # nothing new: nothing more to close
+
+
+def test_models_get_unusable_but_not_faulty_windows(signals) -> None:
+    """A poor template correlation (noise, or a rhythm mixing morphologies) does not stop the
+    models: the window goes to them and the aggregator's per-type gates decide."""
+    rng = np.random.default_rng(5)
+    noisy = signals["ecg"] + rng.normal(0.0, 1.0, size=signals["ecg"].size)
+    windows, _ = run(PatientMonitor("p1"), chunks({"ecg": noisy}, which=("ecg",)))
+    unusable = [w for w in windows if not w.ecg.usable]
+    assert unusable, "the noise should make some windows unusable"
+    assert all(w.ecg_window is not None and not w.ecg.lead_off for w in unusable)
