@@ -78,6 +78,11 @@ class BeatTrainConfig:
     noise_prob: float = 0.5
     noise_std: tuple[float, float] = (0.02, 0.3)  # relative to the unit QRS amplitude
     max_shift: int = 3  # samples (12 ms): detected R peaks differ from the reference
+    # Share of training beats whose waveform is blanked, so the classifier must also decide
+    # from RR prematurity and the beat-vs-this-patient's-template features: the raw
+    # waveform ties it to the training patients' morphologies (wide "N" beats of
+    # bundle-branch block called V).
+    segment_dropout: float = 0.0
 
 
 def _augment_beats(seg: np.ndarray, noise: np.ndarray | None, cfg: BeatTrainConfig,
@@ -88,6 +93,8 @@ def _augment_beats(seg: np.ndarray, noise: np.ndarray | None, cfg: BeatTrainConf
     idx = np.clip(np.arange(length)[None, :] - shifts[:, None], 0, length - 1)
     out = np.take_along_axis(out[:, 0, :], idx, axis=1)[:, None, :]
     out *= rng.uniform(0.8, 1.25, size=(n, 1, 1)).astype(np.float32)
+    if cfg.segment_dropout > 0:
+        out[rng.random(n) < cfg.segment_dropout] = 0.0
     if noise is not None:
         use = rng.random(n) < cfg.noise_prob
         m = int(use.sum())

@@ -68,6 +68,7 @@ def train_beats(
     cv_folds: int = typer.Option(5, help="Patient-wise CV folds before the final fit; 0 skips."),
     records: str = typer.Option(None, help="Comma-separated records (default: all)."),
     class_weight_power: float = typer.Option(0.6, help="Class weights = (1/frequency)^power."),
+    segment_dropout: float = typer.Option(0.0, help="Share of training beats with the waveform blanked."),
     threads: int = typer.Option(2),
     cache_dir: Path = typer.Option(_DEFAULT_CACHE),
 ) -> None:
@@ -84,7 +85,7 @@ def train_beats(
     recs = _split_records(records) or md.list_mitdb_records(data_dir)
     beats = md.load_mitdb_beats(data_dir, recs, cache_dir)
     noise = md.load_noise(noise_dir) if noise_dir.exists() else None
-    cfg = BeatTrainConfig(epochs=epochs, class_weight_power=class_weight_power)
+    cfg = BeatTrainConfig(epochs=epochs, class_weight_power=class_weight_power, segment_dropout=segment_dropout)
     report: dict[str, Any] = {}
     t0 = time.time()
     if cv_folds > 1:
@@ -105,6 +106,7 @@ def train_beats(
     with _progress("beats final") as cb:
         model = train_beat_model(beats, noise, seed, cfg, cb)
     meta = beat_metadata(seed=seed, epochs=epochs, class_weight_power=class_weight_power,
+                         segment_dropout=segment_dropout,
                          records=recs, noise=noise is not None,
                          n_beats=int(beats.labels.size),
                          class_counts=np.bincount(beats.labels, minlength=5).tolist(),
