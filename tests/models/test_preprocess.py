@@ -98,3 +98,16 @@ def test_morphology_features_compare_beat_with_template() -> None:
     ctx = pp.beat_context(np.array([0.5, 0.8]), np.array([1.1, 0.8]), np.array([0.8, 0.8]),
                           seg, tmpl)
     assert ctx.shape == (2, pp.N_CONTEXT_FEATURES) and ctx.dtype == np.float32
+
+
+def test_segment_dropout_blanks_the_waveform_of_that_share_of_beats() -> None:
+    from models.training import BeatTrainConfig, _augment_beats
+
+    seg = np.ones((400, 1, pp.BEAT_LEN), dtype=np.float32)
+    rng = np.random.default_rng(0)
+    out = _augment_beats(seg, None, BeatTrainConfig(segment_dropout=0.5, max_shift=0), rng)
+    blank = np.all(out == 0.0, axis=(1, 2))
+    assert 150 < blank.sum() < 250
+    assert np.all(out[~blank] > 0.5)  # the rest only rescaled (0.8-1.25)
+    kept = _augment_beats(seg, None, BeatTrainConfig(max_shift=0), rng)
+    assert not np.any(np.all(kept == 0.0, axis=(1, 2)))
