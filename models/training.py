@@ -160,7 +160,7 @@ def beat_probs(model: BeatNet, segments: np.ndarray, rr: np.ndarray,
 
 @dataclass(slots=True)
 class RhythmTrainConfig:
-    epochs: int = 40
+    epochs: int = 25
     batch_size: int = 32
     crops_per_record: int = 2
     lr: float = 3e-3
