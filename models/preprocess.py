@@ -206,6 +206,12 @@ def rhythm_normalise(x: np.ndarray) -> np.ndarray:
     return np.clip(x / scale, -10, 10).astype(np.float32)
 
 
+def fit_length_start(n: int, length: int) -> int:
+    """Where :func:`fit_length` puts sample 0 of its input relative to the output start:
+    the crop start for a long input, minus the left padding for a short one."""
+    return (n - length) // 2 if n >= length else -((length - n) // 2)
+
+
 def fit_length(x: np.ndarray, length: int) -> np.ndarray:
     """Centre-crop or zero-pad (both sides) a 1-D signal to ``length`` samples."""
     if x.size >= length:

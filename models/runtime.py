@@ -293,7 +293,8 @@ class ModelRuntime:
             if x.size >= int(2 * pp.ECG_FS):
                 rhythm_rows.append(crop.astype(np.float32))
                 # The window's own beats, shifted like the crop (end-aligned or centred).
-                shift = x.size - pp.RHYTHM_LEN if x.size >= pp.RHYTHM_LEN else -((pp.RHYTHM_LEN - x.size) // 2)
+                shift = (x.size - pp.RHYTHM_LEN if x.size >= pp.RHYTHM_LEN
+                         else pp.fit_length_start(x.size, pp.RHYTHM_LEN))
                 rhythm_rr.append(pp.rhythm_rr_features(r - shift))
                 rhythm_owner.append(wi)
             outputs[wi].vf_score, outputs[wi].vf_seconds = self.vf_model.analyse(x)

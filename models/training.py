@@ -175,23 +175,14 @@ def _crop_at(x: np.ndarray, start: int, length: int) -> np.ndarray:
     return pp.fit_length(x, length) if start < 0 else x[start:start + length]
 
 
-def _crop_start(n: int, length: int) -> int:
-    """Start of the centred crop/pad that :func:`pp.fit_length` makes (negative = padded)."""
-    return (n - length) // 2 if n >= length else -((length - n) // 2)
-
-
 def random_crop_start(n: int, length: int, rng: np.random.Generator) -> int:
-    return _crop_start(n, length) if n <= length else int(rng.integers(0, n - length + 1))
-
-
-def random_crop(x: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
-    return _crop_at(x, random_crop_start(x.size, length, rng), length)
+    return pp.fit_length_start(n, length) if n <= length else int(rng.integers(0, n - length + 1))
 
 
 def eval_crop_starts(n: int, length: int = pp.RHYTHM_LEN, stride_s: float = 5.0) -> list[int]:
     """Starts of crops covering a recording at a fixed stride (last crop flush with the end)."""
     if n <= length:
-        return [_crop_start(n, length)]
+        return [pp.fit_length_start(n, length)]
     stride = int(stride_s * pp.ECG_FS)
     starts = list(range(0, n - length + 1, stride))
     if starts[-1] != n - length:
@@ -269,9 +260,8 @@ def rhythm_record_probs(model: RhythmNet, signals: Sequence[np.ndarray],
         peaks = recording_rpeaks(signals)
     out = np.zeros((len(signals), len(RHYTHM_CLASSES)), dtype=np.float32)
     for i, x in enumerate(signals):
-        starts = eval_crop_starts(x.size)
-        crops = pp.rhythm_normalise(np.stack([_crop_at(x, s, pp.RHYTHM_LEN) for s in starts]))
-        rr = torch.from_numpy(crop_rr_features(peaks[i], starts)) if model.n_rr and peaks is not None else None
+        crops = pp.rhythm_normalise(eval_crops(x))
+        rr = torch.from_numpy(crop_rr_features(peaks[i], eval_crop_starts(x.size))) if peaks is not None else None
         p = torch.softmax(model(torch.from_numpy(crops[:, None, :]), rr), dim=1).numpy()
         out[i] = p.mean(axis=0)
     return out

@@ -30,13 +30,12 @@ from typing import Any
 from stream.replay import scoring
 from stream.replay.records import Recording
 from stream.replay.replayer import ReplayStats, prepare_replay
+from stream.schema import SampleChunk
 
 
 @dataclass(frozen=True)
 class _Job:
-    recordings: tuple[Recording, ...]
-    base_ms: int
-    stops: tuple[float | None, ...]
+    patients: tuple[tuple[str, tuple[SampleChunk, ...]], ...]  # (patient id, its chunks)
     window_s: float
     hop_s: float
     alert_config_json: str
@@ -65,19 +64,18 @@ def _run_job(job: _Job) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
     pipeline = VitalsPipeline(_runtime, window_s=job.window_s, hop_s=job.hop_s)
     findings: dict[str, list[FindingRecord]] = {}
     emissions: dict[str, list[Any]] = {}
-    for rec, stop in zip(job.recordings, job.stops, strict=True):
-        chunks, _ = prepare_replay([rec], base_ms=job.base_ms, end_s=stop)
-        state = PatientAlertState.new(rec.patient_id)
+    for patient_id, chunks in job.patients:
+        state = PatientAlertState.new(patient_id)
         produced = pipeline.process(chunks)
-        produced += pipeline.assemble(pipeline.flush(rec.patient_id))
+        produced += pipeline.assemble(pipeline.flush(patient_id))
         by_alert: dict[str, list[Any]] = {}
         for f in produced:
             findings.setdefault(f.patient_id, []).append(FindingRecord.of(f))
             state, ems = process_finding(state, f, config)
             for em in ems:
                 by_alert.setdefault(em.alert_id, []).append(em)
-        emissions[rec.patient_id] = list(by_alert.values())
-        pipeline.forget(rec.patient_id)
+        emissions[patient_id] = list(by_alert.values())
+        pipeline.forget(patient_id)
     return findings, emissions
 
 
@@ -94,19 +92,20 @@ def run_in_process(
     """Returns (alert spans per patient, findings per patient, replay stats)."""
     stop_of = {r.patient_id: stop for r, stop in zip(recordings, stops, strict=True)}
     started = time.monotonic()
+    # The same chunks the broker route publishes, cut once here.
     chunks, stats = prepare_replay(recordings, end_s=lambda rec: stop_of[rec.patient_id])
-    for chunk in chunks:  # what the workers will process, for the report's replay line
+    per_patient: dict[str, list[SampleChunk]] = {r.patient_id: [] for r in recordings}
+    for chunk in chunks:
         stats.add(chunk)
+        per_patient[chunk.patient_id].append(chunk)
     del chunks
     base_ms = stats.base_ms
     config_json = Path(alert_config).read_text() if alert_config else ""
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(recordings)))
     # Small jobs keep the progress bar moving and the processes evenly loaded.
     size = max(1, min(8, len(recordings) // (jobs * 4) or 1))
-    batches = [
-        _Job(tuple(recordings[i : i + size]), base_ms, tuple(stops[i : i + size]), window_s, hop_s, config_json)
-        for i in range(0, len(recordings), size)
-    ]
+    items = [(pid, tuple(cs)) for pid, cs in per_patient.items()]
+    batches = [_Job(tuple(items[i : i + size]), window_s, hop_s, config_json) for i in range(0, len(items), size)]
     alerts: dict[str, list[scoring.AlertSpan]] = {r.patient_id: [] for r in recordings}
     findings: dict[str, list[Any]] = {}
     done = 0
@@ -114,7 +113,7 @@ def run_in_process(
         progress("records (in process)", 0, len(recordings))
     # spawn: torch and the model weights are loaded fresh in each worker, no forked threads.
     with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(_run_job, b): len(b.recordings) for b in batches}
+        futures = {pool.submit(_run_job, b): len(b.patients) for b in batches}
         for fut in as_completed(futures):
             job_findings, job_emissions = fut.result()
             findings.update(job_findings)

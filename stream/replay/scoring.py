@@ -95,9 +95,10 @@ def condition_intervals(
     return tuple(out)
 
 
-def alert_span(alert: Any, base_ms: int, changes: Iterable[tuple[int | None, bool]] | None = None) -> AlertSpan:
+def alert_span(alert: Any, base_ms: int, changes: Sequence[tuple[int | None, bool]] = ()) -> AlertSpan:
     """Convert an ``alerting`` Alert or AlertEmission (duck-typed) with epoch-ms times to
-    record time; ``changes`` (see :func:`condition_intervals`) gives when the condition held."""
+    record time; ``changes`` (see :func:`condition_intervals`, the alert's audit trail) gives
+    when the condition held. Without them the alert counts from raise to resolve."""
 
     def rel(ms: Any) -> float | None:
         return None if ms is None else (float(ms) - base_ms) / 1000.0
@@ -114,9 +115,9 @@ def alert_span(alert: Any, base_ms: int, changes: Iterable[tuple[int | None, boo
         resolved_s=rel(getattr(alert, "resolved_ms", None)),
         alert_id=str(getattr(alert, "alert_id", "")),
         value=getattr(alert, "value", None),
-        condition=()
-        if changes is None
-        else condition_intervals(int(getattr(alert, "raised_ms", 0) or 0), changes, base_ms),
+        condition=condition_intervals(int(getattr(alert, "raised_ms", 0) or 0), changes, base_ms)
+        if changes
+        else (),
     )
 
 
