@@ -299,10 +299,14 @@ class ModelRuntime:
                 rhythm_owner.append(wi)
             outputs[wi].vf_score, outputs[wi].vf_seconds = self.vf_model.analyse(x)
 
+        # Beats classified in this call, per patient: (event time, index of the window that
+        # classified it).
+        classified_by: dict[str, list[tuple[float, int]]] = {}
         if seg_parts:
             probs = self.predict_beats(np.concatenate(seg_parts), np.concatenate(rr_parts))
             labels = probs.argmax(axis=1)
             for (wi, t), k in zip(owners, labels, strict=True):
+                classified_by.setdefault(windows[wi].patient_id, []).append((t, wi))
                 cls = BEAT_CLASSES[int(k)]
                 mem = self._memory(windows[wi].patient_id)
                 mem.times = np.append(mem.times, t)
@@ -325,7 +329,13 @@ class ModelRuntime:
                 continue
             wi, _, times, start_ms = item
             mem = self._memory(windows[wi].patient_id)
-            length, rate = _longest_v_run(times, [mem.class_at(float(t)) for t in times])
+            # A beat that a later window of this batch classified was not yet known when this
+            # window closed: leaving it out makes the run length the same however the windows
+            # were batched (one per poll live, a whole record at once in a replay).
+            later = [t for t, owner in classified_by.get(windows[wi].patient_id, ()) if owner > wi]
+            length, rate = _longest_v_run(times, [
+                None if any(abs(q - float(t)) <= _MATCH_MS for q in later) else mem.class_at(float(t))
+                for t in times])
             outputs[wi].v_run_length = length
             outputs[wi].v_run_rate_bpm = rate
             # Keep one window of history before this window for deferred/overlapping beats.

@@ -36,36 +36,68 @@ def test_classifies_real_n_and_v_beats(runtime: ModelRuntime, record_119) -> Non
         assert (pred[sel] == k).mean() >= 0.9, f"{cls} beats of record 119"
 
 
+def _record_windows(patient: str, ecg: np.ndarray, r: np.ndarray, start_s: float, hops: int) -> list[WindowAnalysis]:
+    """Consecutive 10-s windows (2-s hop) as the monitor hands them over, reference R peaks."""
+    fs = pp.ECG_FS
+    start0 = int(start_s * fs)
+    windows, offered_until = [], 0
+    for hop in range(hops):
+        end = start0 + int((10 + 2 * hop) * fs)
+        start = end - int(10 * fs)
+        inside = (r >= start) & (r < end)
+        before = r[r < start]
+        windows.append(WindowAnalysis(
+            patient_id=patient, t_ms=int(end / fs * 1000), window_s=10.0, ecg_fs=fs,
+            ecg_window=ecg[start:end].astype(np.float32), beat_samples=r[inside] - start,
+            beat_is_new=r[inside] >= offered_until, rr_history_ms=np.diff(before[-11:]) / fs * 1000))
+        offered_until = end
+    return windows
+
+
 def test_runtime_counts_v_beats_in_real_windows(runtime: ModelRuntime, record_119) -> None:
     """Full analyse() path on consecutive 10-s windows (2-s hop) of record 119."""
     ecg, r, labels = record_119
     rt = ModelRuntime(runtime.beat_model, runtime.rhythm_model, runtime.vf_model,
                       runtime.beat_meta, runtime.rhythm_meta)
-    fs = pp.ECG_FS
     counts: dict[str, int] = {}
-    offered_until = 0
-    start0 = int(60 * fs)
-    truth = {"N": 0, "V": 0}
-    for hop in range(15):
-        end = start0 + int((10 + 2 * hop) * fs)
-        start = end - int(10 * fs)
-        inside = (r >= start) & (r < end)
-        before = r[r < start]
-        w = WindowAnalysis(patient_id="119", t_ms=int(end / fs * 1000), window_s=10.0,
-                           ecg_fs=fs, ecg_window=ecg[start:end].astype(np.float32),
-                           beat_samples=r[inside] - start, beat_is_new=r[inside] >= offered_until,
-                           rr_history_ms=np.diff(before[-11:]) / fs * 1000)
-        offered_until = end
+    windows = _record_windows("119", ecg, r, start_s=60.0, hops=15)
+    for w in windows:
         out = rt.analyse([w])[0]
         for k, v in out.beat_counts.items():
             counts[k] = counts.get(k, 0) + v
         assert out.rhythm is not None and out.vf_score is not None
+    truth = {"N": 0, "V": 0}
+    start0, offered_until = int(60 * pp.ECG_FS), int(windows[-1].t_ms * pp.ECG_FS / 1000)
     classified = (r >= start0) & (r < offered_until)
     for name in truth:
         truth[name] = int((labels[classified] == md.BEAT_CLASSES.index(name)).sum())
     assert truth["V"] > 5
     assert abs(counts.get("V", 0) - truth["V"]) <= max(2, 0.1 * truth["V"])
     assert sum(counts.values()) >= classified.sum() - 2
+
+
+def test_window_outputs_do_not_depend_on_batching(runtime: ModelRuntime, data_root: Path) -> None:
+    """Live, the agent batches one poll (often one window per patient); a replay may hand a
+    whole record over at once. A window's outputs must not see beats that only a later
+    window of the same batch classified (record 203: multiform V runs)."""
+    mitdb = data_root / "mitdb"
+    if not (mitdb / "203.hea").exists():
+        pytest.skip("MIT-BIH data not present")
+    ecg, pos, symbols = md.load_mitdb_ecg(mitdb, "203")
+    r = pos[np.array([s in md.AAMI_MAP for s in symbols])]
+
+    def fresh() -> ModelRuntime:
+        return ModelRuntime(runtime.beat_model, runtime.rhythm_model, runtime.vf_model,
+                            runtime.beat_meta, runtime.rhythm_meta)
+
+    windows = _record_windows("203", ecg, r, start_s=0.0, hops=120)
+    one_at_a_time = fresh()
+    single = [one_at_a_time.analyse([w])[0] for w in windows]
+    batched = fresh().analyse(windows)
+    assert sum(o.v_run_length for o in single) > 0
+    for a, b in zip(single, batched, strict=True):
+        assert (a.beat_counts, a.v_run_length, a.v_run_rate_bpm) == (b.beat_counts, b.v_run_length, b.v_run_rate_bpm)
+        assert a.rhythm == b.rhythm and a.vf_seconds == b.vf_seconds
 
 
 def test_classifies_real_cinc2017_recordings(runtime: ModelRuntime, data_root: Path) -> None:
