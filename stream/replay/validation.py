@@ -39,6 +39,16 @@ from stream.settings import Settings
 
 SUITES = ("challenge2015", "mitdb", "bidmc", "synthetic")
 SINGLE_SIGNAL_THROTTLE_S = 20.0
+# The throttle below holds every patient back, for up to this long, while the worker catches up.
+REPLAY_THROTTLE_TIMEOUT_S = 20.0
+# The worker closes a patient's last window once nothing arrived for it for flush_idle_s of
+# wall time (3 s live, where a device sends every second). In a replay the throttle's pauses
+# would trigger that flush mid-record, at load-dependent places, and the flush ends the
+# filters' look-ahead there: the broker run's findings then differed from the in-process
+# run's (CinC 2015 t688s). The replay's worker waits out any throttle pause instead, and
+# still flushes before the default device-silent limit (30 s), so the end of a replay does
+# not read as a silent device.
+REPLAY_FLUSH_IDLE_S = REPLAY_THROTTLE_TIMEOUT_S + 5.0
 ProgressFn = Callable[[str, int, int], None]  # (phase, done, total)
 
 
@@ -49,6 +59,7 @@ class FindingRecord:
     resp_rate_bpm: float | None
     hr_bpm: float | None
     gaps: tuple[str, ...] = ()
+    signals: tuple[str, ...] = ()  # the signals the window had data from (ecg, ppg, resp)
 
     @classmethod
     def of(cls, f: Any) -> FindingRecord:
@@ -59,7 +70,19 @@ class FindingRecord:
             f.resp.rate_bpm if f.resp is not None else None,
             f.ecg.hr_bpm if f.ecg is not None else None,
             tuple(f.gaps),
+            tuple(name for name in ("ecg", "ppg", "resp") if getattr(f, name) is not None),
         )
+
+
+def findings_missing_signal(findings: dict[str, list[FindingRecord]]) -> int:
+    """Windows that closed without a signal the same patient's other windows had. A signal
+    that lags the others by more than a window counts as silent and does not hold windows
+    back, so cross-topic skew shows up here rather than as a gap."""
+    missing = 0
+    for fs in findings.values():
+        seen = {name for f in fs for name in f.signals}
+        missing += sum(1 for f in fs if not seen.issubset(f.signals))
+    return missing
 
 
 @dataclass
@@ -118,6 +141,7 @@ def run_pipeline(
             "VITALSTREAM_STATE_DIR": str(work_dir / "worker-state"),
             "VITALSTREAM_PARTITIONS": str(settings.partitions),
             "VITALSTREAM_LOG_LEVEL": "warn",
+            "VITALSTREAM_FLUSH_IDLE_S": str(REPLAY_FLUSH_IDLE_S),
         }
         client = redis.Redis.from_url(endpoints.redis_url)
         store = RedisAlertStore(client, prefix)
@@ -140,6 +164,7 @@ def run_pipeline(
                         quiet_s=quiet_s,
                         hop_s=settings.hop_s,
                         window_s=settings.window_s,
+                        flush_idle_s=REPLAY_FLUSH_IDLE_S,
                     )
                 )
                 raw_alerts = store.list_alerts(include_resolved=True)
@@ -172,7 +197,8 @@ async def _replay_and_drain(
     quiet_s: float,
     hop_s: float,
     window_s: float,
-    throttle_timeout_s: float = 30.0,
+    flush_idle_s: float,
+    throttle_timeout_s: float = REPLAY_THROTTLE_TIMEOUT_S,
     stall_s: float = 3.0,
 ) -> tuple[dict[str, list[FindingRecord]], dict[str, Any]]:
     from stream.replay.replayer import replay_to_kafka
@@ -260,11 +286,13 @@ async def _replay_and_drain(
             throttle_every_s=hop_s if multi_signal else SINGLE_SIGNAL_THROTTLE_S,
         )
         # Last finding each patient can produce: the window ending at the last hop boundary
-        # covered by its data.
+        # covered by its data (window ends lie on base + k * hop); the worker's idle flush
+        # closes it.
         last_ts: dict[str, int] = {}
         for c in chunks:
             last_ts[c.patient_id] = max(last_ts.get(c.patient_id, 0), int(c.end_ms))
-        expected = {p: t - int(hop_s * 1000) - 1000 for p, t in last_ts.items()}
+        hop_ms = int(hop_s * 1000)
+        expected = {p: stats.base_ms + (t - stats.base_ms) // hop_ms * hop_ms for p, t in last_ts.items()}
         started = time.monotonic()
         last_count = -1
         last_change = time.monotonic()
@@ -281,8 +309,10 @@ async def _replay_and_drain(
             if progress:
                 progress("drain", reached, len(expected))
             silent_s = time.monotonic() - last_change
-            quiet = silent_s >= quiet_s
             complete = reached == len(expected)
+            # Until every patient's last window is out, silence must outlast the worker's
+            # idle flush, which closes those windows.
+            quiet = silent_s >= (quiet_s if complete else max(quiet_s, flush_idle_s + 5.0))
             # Lag can stay above 0 when the group never commits some partition (e.g. a topic
             # a member does not consume); every patient complete and a long silence is done too.
             settled = complete and silent_s >= 4 * quiet_s
@@ -301,6 +331,7 @@ async def _replay_and_drain(
             "patients": len(expected),
             "throttle": {k: round(v, 1) for k, v in throttle_waits.items()},
             "findings_with_gaps": sum(1 for fs in findings.values() for f in fs if f.gaps),
+            "findings_missing_signal": findings_missing_signal(findings),
         }
         return findings, drain
     finally:
@@ -633,7 +664,11 @@ def _run_in_process(
         jobs=jobs,
         progress=progress,
     )
-    return RunOutput(alerts, findings, stats.base_ms, stats, {"mode": "in-process, no transport"})
+    return RunOutput(alerts, findings, stats.base_ms, stats, {
+        "mode": "in-process, no transport",
+        "findings_with_gaps": sum(1 for fs in findings.values() for f in fs if f.gaps),
+        "findings_missing_signal": findings_missing_signal(findings),
+    })
 
 
 def _alerts_by_type(out: RunOutput) -> dict[str, int]:

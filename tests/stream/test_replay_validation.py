@@ -14,6 +14,7 @@ from stream.replay.scoring import AlertSpan
 from stream.replay.validation import (
     FindingRecord,
     RunOutput,
+    findings_missing_signal,
     score_bidmc,
     score_challenge2015,
     score_synthetic,
@@ -109,6 +110,26 @@ def test_bidmc_suite_compares_findings_with_breaths() -> None:
     rr = result.metrics["resp_rate"]
     assert rr["mae_bpm"] == pytest.approx(1.0, abs=0.05)
     assert rr["n_compared"] == 40
+
+
+def test_findings_missing_signal_counts_windows_without_a_signal_the_patient_has() -> None:
+    both = ("ecg", "ppg")
+    findings = {
+        "p1": [FindingRecord(BASE, 10.0, None, 70.0, (), both),
+               FindingRecord(BASE + 2000, 10.0, None, 70.0, (), ("ecg",)),  # PPG skipped
+               FindingRecord(BASE + 4000, 10.0, None, 70.0, (), both)],
+        "p2": [FindingRecord(BASE, 10.0, None, 70.0, (), ("ecg",))],  # ECG-only patient
+    }
+    assert findings_missing_signal(findings) == 1
+
+
+def test_replay_worker_flush_outlasts_throttle_pauses_but_not_device_silence() -> None:
+    from alerting.catalogue import AlertConfig
+    from stream.replay.validation import REPLAY_FLUSH_IDLE_S, REPLAY_THROTTLE_TIMEOUT_S
+
+    # A throttle pause must never flush a patient mid-record (that cuts the filters'
+    # look-ahead), and the end-of-replay flush must come before "device silent".
+    assert REPLAY_THROTTLE_TIMEOUT_S < REPLAY_FLUSH_IDLE_S < AlertConfig().device_silent_after_s
 
 
 def test_pick_snippets_first_per_type_then_fill() -> None:
