@@ -59,7 +59,7 @@ class FindingRecord:
     resp_rate_bpm: float | None
     hr_bpm: float | None
     gaps: tuple[str, ...] = ()
-    signals: tuple[str, ...] = ()  # the signals the window had data from (ecg, ppg, resp)
+    signals: tuple[str, ...] = ()  # the signals with their own findings in the window (ecg, ppg)
 
     @classmethod
     def of(cls, f: Any) -> FindingRecord:
@@ -70,12 +70,15 @@ class FindingRecord:
             f.resp.rate_bpm if f.resp is not None else None,
             f.ecg.hr_bpm if f.ecg is not None else None,
             tuple(f.gaps),
-            tuple(name for name in ("ecg", "ppg", "resp") if getattr(f, name) is not None),
+            # Respiration may come from the RESP channel or be derived from ECG/PPG, so its
+            # presence says nothing about the RESP signal's data.
+            tuple(name for name in ("ecg", "ppg") if getattr(f, name) is not None),
         )
 
 
 def findings_missing_signal(findings: dict[str, list[FindingRecord]]) -> int:
-    """Windows that closed without a signal the same patient's other windows had. A signal
+    """Windows that closed without ECG or PPG findings where the same patient's other windows
+    had them. A signal
     that lags the others by more than a window counts as silent and does not hold windows
     back, so cross-topic skew shows up here rather than as a gap."""
     missing = 0
