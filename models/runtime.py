@@ -299,14 +299,16 @@ class ModelRuntime:
                 rhythm_owner.append(wi)
             outputs[wi].vf_score, outputs[wi].vf_seconds = self.vf_model.analyse(x)
 
-        # Beats classified in this call, per patient: (event time, index of the window that
-        # classified it).
-        classified_by: dict[str, list[tuple[float, int]]] = {}
+        # Beats classified in this call, per patient: event times and the index of the window
+        # that classified each.
+        classified_by: dict[str, tuple[list[float], list[int]]] = {}
         if seg_parts:
             probs = self.predict_beats(np.concatenate(seg_parts), np.concatenate(rr_parts))
             labels = probs.argmax(axis=1)
             for (wi, t), k in zip(owners, labels, strict=True):
-                classified_by.setdefault(windows[wi].patient_id, []).append((t, wi))
+                times_owners = classified_by.setdefault(windows[wi].patient_id, ([], []))
+                times_owners[0].append(t)
+                times_owners[1].append(wi)
                 cls = BEAT_CLASSES[int(k)]
                 mem = self._memory(windows[wi].patient_id)
                 mem.times = np.append(mem.times, t)
@@ -332,10 +334,13 @@ class ModelRuntime:
             # A beat that a later window of this batch classified was not yet known when this
             # window closed: leaving it out makes the run length the same however the windows
             # were batched (one per poll live, a whole record at once in a replay).
-            later = [t for t, owner in classified_by.get(windows[wi].patient_id, ()) if owner > wi]
-            length, rate = _longest_v_run(times, [
-                None if any(abs(q - float(t)) <= _MATCH_MS for q in later) else mem.class_at(float(t))
-                for t in times])
+            classes = [mem.class_at(float(t)) for t in times]
+            batch_times, owners_of = classified_by.get(windows[wi].patient_id, ([], []))
+            later = np.asarray(batch_times)[np.asarray(owners_of, dtype=np.int64) > wi]
+            if later.size and times.size:
+                unknown = np.min(np.abs(times[:, None] - later[None, :]), axis=1) <= _MATCH_MS
+                classes = [None if u else c for c, u in zip(classes, unknown, strict=True)]
+            length, rate = _longest_v_run(times, classes)
             outputs[wi].v_run_length = length
             outputs[wi].v_run_rate_bpm = rate
             # Keep one window of history before this window for deferred/overlapping beats.

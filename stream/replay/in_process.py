@@ -8,13 +8,12 @@ and audit trail the store keeps.
 
 This is the quick loop for tuning detectors and thresholds (CinC 2015 in ~40 s on two
 cores instead of ~5 min through the broker); the figure that counts is still the one from
-the real path (``vitalstream validate`` without ``--in-process``). The two give the same decisions
-because the stages are the same code and the model runtime's outputs do not depend on how
-windows are batched (``stream/replay/README.md`` has the comparison). A patient's stream
-ends with the flush the worker's idle timer would do, so the window ending at the last
-sample is measured. Time-driven
-transitions (escalation, snooze expiry, device silence: the worker's ticks) are not
-simulated; no scorer uses them.
+the real path (``vitalstream validate`` without ``--in-process``). The two give the same
+decisions because the stages are the same code and the model runtime's outputs do not
+depend on how windows are batched (``stream/replay/README.md`` has the comparison). A
+patient's stream ends with the flush the worker's idle timer would do, so the window ending
+at the last sample is measured. Time-driven transitions (escalation, snooze expiry, device
+silence: the worker's ticks) are not simulated; no scorer uses them.
 """
 
 from __future__ import annotations

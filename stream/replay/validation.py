@@ -76,16 +76,19 @@ class FindingRecord:
         )
 
 
-def findings_missing_signal(findings: dict[str, list[FindingRecord]]) -> int:
-    """Windows that closed without ECG or PPG findings where the same patient's other windows
-    had them. A signal
-    that lags the others by more than a window counts as silent and does not hold windows
-    back, so cross-topic skew shows up here rather than as a gap."""
+def findings_completeness(findings: dict[str, list[FindingRecord]]) -> dict[str, int]:
+    """How complete the windows were, to compare routes and runs: windows with a gap, and
+    windows that closed without ECG or PPG findings where the same patient's other windows
+    had them (a signal lagging the others by more than a window does not hold windows back,
+    so cross-topic skew would show up there rather than as a gap)."""
     missing = 0
     for fs in findings.values():
         seen = {name for f in fs for name in f.signals}
         missing += sum(1 for f in fs if not seen.issubset(f.signals))
-    return missing
+    return {
+        "findings_with_gaps": sum(1 for fs in findings.values() for f in fs if f.gaps),
+        "findings_missing_signal": missing,
+    }
 
 
 @dataclass
@@ -333,8 +336,7 @@ async def _replay_and_drain(
             "patients_complete": sum(1 for p, t in expected.items() if findings.get(p) and findings[p][-1].t_ms >= t),
             "patients": len(expected),
             "throttle": {k: round(v, 1) for k, v in throttle_waits.items()},
-            "findings_with_gaps": sum(1 for fs in findings.values() for f in fs if f.gaps),
-            "findings_missing_signal": findings_missing_signal(findings),
+            **findings_completeness(findings),
         }
         return findings, drain
     finally:
@@ -667,11 +669,8 @@ def _run_in_process(
         jobs=jobs,
         progress=progress,
     )
-    return RunOutput(alerts, findings, stats.base_ms, stats, {
-        "mode": "in-process, no transport",
-        "findings_with_gaps": sum(1 for fs in findings.values() for f in fs if f.gaps),
-        "findings_missing_signal": findings_missing_signal(findings),
-    })
+    drain = {"mode": "in-process, no transport", **findings_completeness(findings)}
+    return RunOutput(alerts, findings, stats.base_ms, stats, drain)
 
 
 def _alerts_by_type(out: RunOutput) -> dict[str, int]:

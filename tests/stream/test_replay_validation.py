@@ -14,7 +14,7 @@ from stream.replay.scoring import AlertSpan
 from stream.replay.validation import (
     FindingRecord,
     RunOutput,
-    findings_missing_signal,
+    findings_completeness,
     score_bidmc,
     score_challenge2015,
     score_synthetic,
@@ -112,15 +112,15 @@ def test_bidmc_suite_compares_findings_with_breaths() -> None:
     assert rr["n_compared"] == 40
 
 
-def test_findings_missing_signal_counts_windows_without_a_signal_the_patient_has() -> None:
+def test_findings_completeness_counts_gaps_and_windows_without_a_signal_the_patient_has() -> None:
     both = ("ecg", "ppg")
     findings = {
         "p1": [FindingRecord(BASE, 10.0, None, 70.0, (), both),
                FindingRecord(BASE + 2000, 10.0, None, 70.0, (), ("ecg",)),  # PPG skipped
-               FindingRecord(BASE + 4000, 10.0, None, 70.0, (), both)],
+               FindingRecord(BASE + 4000, 10.0, None, 70.0, ("ppg",), both)],
         "p2": [FindingRecord(BASE, 10.0, None, 70.0, (), ("ecg",))],  # ECG-only patient
     }
-    assert findings_missing_signal(findings) == 1
+    assert findings_completeness(findings) == {"findings_with_gaps": 1, "findings_missing_signal": 1}
 
 
 def test_replay_worker_flush_outlasts_throttle_pauses_but_not_device_silence() -> None:
