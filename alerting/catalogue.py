@@ -155,7 +155,8 @@ CATALOGUE: dict[AlertType, AlertDefinition] = {
            "no QRS complex for >= threshold s (ECG max_pause_s)"),
         _d(A.VFIB, Priority.HIGH, True, "s",
            "ventricular fibrillation/flutter for >= threshold s of the window (ECG vf_seconds); "
-           "not while a PPG keeps pulsing or most of the newest beats are conducted (N/S)"),
+           "not while a PPG keeps pulsing or >= 2 and at least half of the newest beats are "
+           "conducted (N/S)"),
         _d(A.VTACH, Priority.HIGH, True, "beats",
            ">= threshold consecutive ventricular beats at > secondary_threshold bpm "
            "(ECG v_run_length, v_run_rate_bpm), or a flutter-like ventricular rhythm: VF "

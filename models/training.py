@@ -199,6 +199,15 @@ def crop_rr_features(peaks: np.ndarray, starts: Sequence[int], length: int = pp.
     return np.stack([pp.rhythm_rr_features(peaks - s, length) for s in starts]).astype(np.float32)
 
 
+def recording_crops(x: np.ndarray, peaks: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The covering 10-s crops of one recording ``(n, 1, L)`` float32, not normalised, and
+    their RR features ``(n, N)`` from the recording's R peaks (None without peaks): what
+    evaluation averages over, with the model directly or through the runtime."""
+    starts = eval_crop_starts(x.size)
+    crops = np.stack([_crop_at(x, s, pp.RHYTHM_LEN) for s in starts])[:, None, :].astype(np.float32)
+    return crops, None if peaks is None else crop_rr_features(peaks, starts)
+
+
 def recording_rpeaks(signals: Sequence[np.ndarray]) -> list[np.ndarray]:
     """R peaks of each recording (at ECG_FS) by the pipeline's own streaming detector, so
     training sees the beats the runtime will see."""
@@ -260,9 +269,9 @@ def rhythm_record_probs(model: RhythmNet, signals: Sequence[np.ndarray],
         peaks = recording_rpeaks(signals)
     out = np.zeros((len(signals), len(RHYTHM_CLASSES)), dtype=np.float32)
     for i, x in enumerate(signals):
-        crops = pp.rhythm_normalise(eval_crops(x))
-        rr = torch.from_numpy(crop_rr_features(peaks[i], eval_crop_starts(x.size))) if peaks is not None else None
-        p = torch.softmax(model(torch.from_numpy(crops[:, None, :]), rr), dim=1).numpy()
+        crops, rr = recording_crops(x, None if peaks is None else peaks[i])
+        rr_t = None if rr is None else torch.from_numpy(rr)
+        p = torch.softmax(model(torch.from_numpy(pp.rhythm_normalise(crops)), rr_t), dim=1).numpy()
         out[i] = p.mean(axis=0)
     return out
 

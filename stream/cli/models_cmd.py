@@ -217,14 +217,7 @@ def eval_rhythm(
     from models import data as md
     from models.evaluation import rhythm_metrics
     from models.runtime import ModelRuntime
-    from models.training import (
-        RhythmTrainConfig,
-        crop_rr_features,
-        cross_validate_rhythm,
-        eval_crop_starts,
-        eval_crops,
-        recording_rpeaks,
-    )
+    from models.training import RhythmTrainConfig, cross_validate_rhythm, recording_crops, recording_rpeaks
 
     _torch_threads(threads)
     data_dir = Path(data_dir or _data_root() / "cinc2017")
@@ -240,9 +233,7 @@ def eval_rhythm(
         probs = np.zeros((len(signals), 4), dtype=np.float32)
         with _progress("rhythm eval") as cb:
             for i, x in enumerate(signals):
-                crops = eval_crops(x)[:, None, :].astype(np.float32)
-                rr = crop_rr_features(peaks[i], eval_crop_starts(x.size))
-                probs[i] = runtime.predict_rhythm(crops, rr).mean(axis=0)
+                probs[i] = runtime.predict_rhythm(*recording_crops(x, peaks[i])).mean(axis=0)
                 cb(i + 1, len(signals), "")
     m = rhythm_metrics(labels, probs.argmax(axis=1))
     out = {"records": len(names), "f1": m["f1"], "f1_mean_nao": m["f1_mean_nao"],

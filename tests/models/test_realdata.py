@@ -8,7 +8,7 @@ import pytest
 from models import data as md
 from models import preprocess as pp
 from models.runtime import ModelRuntime
-from models.training import crop_rr_features, eval_crop_starts, eval_crops, recording_rpeaks
+from models.training import recording_crops, recording_rpeaks
 from stream.window_analysis import WindowAnalysis
 
 pytestmark = pytest.mark.realdata
@@ -109,8 +109,7 @@ def test_classifies_real_cinc2017_recordings(runtime: ModelRuntime, data_root: P
     correct = 0
     for name, label in chosen.items():
         x = md.load_cinc2017_ecg(cinc, name)
-        rr = crop_rr_features(recording_rpeaks([x])[0], eval_crop_starts(x.size))
-        probs = runtime.predict_rhythm(eval_crops(x)[:, None, :].astype(np.float32), rr).mean(axis=0)
+        probs = runtime.predict_rhythm(*recording_crops(x, recording_rpeaks([x])[0])).mean(axis=0)
         correct += md.RHYTHM_CLASSES[int(np.argmax(probs))] == label
     assert correct >= len(chosen) - 1
 
