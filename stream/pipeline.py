@@ -84,15 +84,19 @@ class VitalsPipeline:
         monitor = self.monitors.get(patient_id)
         return [] if monitor is None else monitor.flush().windows
 
-    def flush_idle(self, idle_s: float) -> list[WindowAnalysis]:
+    def flush_idle(self, idle_s: float, caught_up: Callable[[str], bool] | None = None) -> list[WindowAnalysis]:
         """Flush every patient that sent nothing for ``idle_s`` wall-clock seconds.
 
         A live device that stops (disconnected, recording finished) would otherwise leave
         its last window — the one ending at the newest data — waiting for look-ahead that
         never comes; an alarm at the end of the stream must not wait for the next chunk.
+        ``caught_up(patient_id)`` false means more of the patient's data is already
+        waiting for this worker (it lags, see :mod:`stream.consumer_progress`): that
+        silence is not the device's, so the patient is not flushed.
         """
         cutoff = self.clock() - idle_s
-        idle = [p for p, t in self.unflushed_since.items() if t <= cutoff]
+        idle = [p for p, t in self.unflushed_since.items()
+                if t <= cutoff and (caught_up is None or caught_up(p))]
         windows: list[WindowAnalysis] = []
         for patient_id in idle:
             windows.extend(self.flush(patient_id))

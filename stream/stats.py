@@ -13,6 +13,10 @@ class WorkerStats:
     actions: int = 0
     dead_letters: Counter[str] = field(default_factory=Counter)
     bad_findings: int = 0
+    # Idle flushes held back because more of the patient's data already waited in Kafka
+    # (the worker lags), and high-water marks the consumer could not give (no lag check).
+    idle_flushes_held: int = 0
+    highwater_unknown: int = 0
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -21,6 +25,8 @@ class WorkerStats:
             "care_actions": self.actions,
             "dead_letters": dict(self.dead_letters),
             "bad_findings": self.bad_findings,
+            "idle_flushes_held": self.idle_flushes_held,
+            "highwater_unknown": self.highwater_unknown,
         }
 
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 import logging
 import time
 
-from faust.types import EventT
+from faust.types import TP, EventT
 
 from models.runtime import ModelRuntime
 from stream.app import app, deadletter_topic, findings_topic, settings, vitals_topic
+from stream.consumer_progress import ConsumerProgress
 from stream.deadletter import DeadLetter
 from stream.pipeline import VitalsPipeline
 from stream.schema import InvalidChunk, SampleChunk, decode_chunk
@@ -22,6 +23,7 @@ from stream.window_analysis import WindowAnalysis
 log = logging.getLogger(__name__)
 
 pipeline = VitalsPipeline(ModelRuntime.load_default(), window_s=settings.window_s, hop_s=settings.hop_s)
+progress = ConsumerProgress()
 
 
 def decode_event(event: EventT) -> SampleChunk:
@@ -57,14 +59,19 @@ async def process_vitals(stream) -> None:  # type: ignore[no-untyped-def]
     async for events in stream.take_events(settings.batch_max, within=settings.batch_within_s):
         windows: list[WindowAnalysis] = []
         for event in events:
+            msg = event.message
+            progress.advance(msg.tp, msg.offset)
             try:
                 chunk = decode_event(event)
+                progress.attach(chunk.patient_id, msg.tp)
                 windows.extend(pipeline.push(chunk))
             except InvalidChunk as exc:
                 await dead_letter(event, exc)
             except Exception as exc:
-                log.exception("internal error on %s; patient state reset", event.message.key)
-                pipeline.forget(event.message.key.decode(errors="replace") if event.message.key else "")
+                log.exception("internal error on %s; patient state reset", msg.key)
+                patient_id = msg.key.decode(errors="replace") if msg.key else ""
+                pipeline.forget(patient_id)
+                progress.forget(patient_id)
                 await dead_letter(event, exc)
         await publish_findings(windows)
 
@@ -91,8 +98,28 @@ async def flush_quiet_patients() -> None:
     if settings.flush_idle_s <= 0:
         return
     try:
-        windows = pipeline.flush_idle(settings.flush_idle_s)
+        windows = pipeline.flush_idle(settings.flush_idle_s, caught_up=_caught_up)
     except Exception:
         log.exception("flushing quiet patients failed")
         return
     await publish_findings(windows)
+
+
+def _caught_up(patient_id: str) -> bool:
+    if progress.caught_up(patient_id, _highwater):
+        return True
+    worker_stats.idle_flushes_held += 1
+    return False
+
+
+def _highwater(tp: TP) -> int | None:
+    """The partition's high-water mark from the consumer's last fetch; None when unknown
+    (not fetched yet, or the partition was just revoked)."""
+    try:
+        mark = app.consumer.highwater(tp)
+    except Exception:
+        mark = None
+    if not isinstance(mark, int):
+        worker_stats.highwater_unknown += 1
+        return None
+    return mark

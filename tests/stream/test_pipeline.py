@@ -87,3 +87,25 @@ def test_flush_idle_only_flushes_patients_quiet_for_long_enough() -> None:
     windows = pipe.flush_idle(3.0)
     assert [w.t_ms - 1_700_000_000_000 for w in windows] == [20_000]
     assert pipe.flush_idle(3.0) == []
+
+
+def test_flush_idle_waits_for_a_patient_whose_data_the_worker_has_not_read_yet() -> None:
+    import neurokit2 as nk
+
+    from stream.consumer_progress import ConsumerProgress
+    from stream.schema import make_chunk
+
+    now = [0.0]
+    pipe = VitalsPipeline(ModelRuntime.load_default(), clock=lambda: now[0])
+    progress = ConsumerProgress()
+    ecg = nk.ecg_simulate(duration=20, sampling_rate=250, heart_rate=80, random_state=3)
+    for k in range(20):
+        pipe.push(make_chunk("lagging", "d", "ecg", 250, 1_700_000_000_000 + 1000 * k, k, ecg[k * 250 : (k + 1) * 250]))
+        progress.advance(("vitals.ecg", 0), k)
+        progress.attach("lagging", ("vitals.ecg", 0))
+    highwater = {("vitals.ecg", 0): 25}  # five more chunks wait in the partition
+    now[0] = 10.0
+    assert pipe.flush_idle(3.0, caught_up=lambda p: progress.caught_up(p, highwater.get)) == []
+    highwater[("vitals.ecg", 0)] = 20  # the worker has read everything: the silence is real
+    windows = pipe.flush_idle(3.0, caught_up=lambda p: progress.caught_up(p, highwater.get))
+    assert [w.t_ms - 1_700_000_000_000 for w in windows] == [20_000]

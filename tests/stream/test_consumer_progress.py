@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+from stream.consumer_progress import ConsumerProgress
+
+ECG, PPG = ("vitals.ecg", 3), ("vitals.ppg", 3)
+
+
+def test_patient_is_caught_up_only_when_every_partition_of_its_data_is_read() -> None:
+    progress = ConsumerProgress()
+    for offset in range(10):
+        progress.advance(ECG, offset)
+    progress.advance(PPG, 4)
+    progress.attach("p1", ECG)
+    progress.attach("p1", PPG)
+    marks = {ECG: 10, PPG: 7}
+    assert not progress.caught_up("p1", marks.get)  # PPG offsets 5 and 6 not read yet
+    progress.advance(PPG, 6)
+    assert progress.caught_up("p1", marks.get)
+
+
+def test_offsets_never_move_back_and_dead_lettered_messages_count_as_read() -> None:
+    progress = ConsumerProgress()
+    progress.advance(ECG, 8)
+    progress.advance(ECG, 3)  # a redelivered older message
+    progress.attach("p1", ECG)
+    assert progress.caught_up("p1", {ECG: 9}.get)
+    progress.advance(ECG, 9)  # say, a malformed message sent to the dead-letter topic
+    assert progress.caught_up("p1", {ECG: 10}.get)
+
+
+def test_unknown_highwater_or_unknown_patient_does_not_hold_a_flush_back() -> None:
+    progress = ConsumerProgress()
+    progress.attach("p1", ECG)
+    assert progress.caught_up("p1", lambda _tp: None)
+    assert progress.caught_up("never-seen", {ECG: 100}.get)
+    progress.forget("p1")
+    assert progress.caught_up("p1", {ECG: 100}.get)
