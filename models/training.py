@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -83,6 +84,15 @@ class BeatTrainConfig:
     # waveform ties it to the training patients' morphologies (wide "N" beats of
     # bundle-branch block called V).
     segment_dropout: float = 0.0
+
+
+def beat_config_of(meta: dict[str, Any], epochs: int | None = None) -> BeatTrainConfig:
+    """The training settings a shipped beat model's metadata records (``beats.json``), so a
+    CV run re-trains the configuration that is shipped, not the command-line defaults."""
+    default = BeatTrainConfig()
+    return BeatTrainConfig(epochs=epochs or int(meta.get("epochs", default.epochs)),
+                           class_weight_power=float(meta.get("class_weight_power", default.class_weight_power)),
+                           segment_dropout=float(meta.get("segment_dropout", default.segment_dropout)))
 
 
 def _augment_beats(seg: np.ndarray, noise: np.ndarray | None, cfg: BeatTrainConfig,
@@ -167,6 +177,13 @@ class RhythmTrainConfig:
     weight_decay: float = 1e-3
     class_weight_power: float = 0.5
     flip_prob: float = 0.3  # CinC 2017 handheld leads are often inverted
+
+
+def rhythm_config_of(meta: dict[str, Any], epochs: int | None = None) -> RhythmTrainConfig:
+    """The training settings a shipped rhythm model's metadata records (``rhythm.json``)."""
+    default = RhythmTrainConfig()
+    return RhythmTrainConfig(epochs=epochs or int(meta.get("epochs", default.epochs)),
+                             crops_per_record=int(meta.get("crops_per_record", default.crops_per_record)))
 
 
 def _crop_at(x: np.ndarray, start: int, length: int) -> np.ndarray:

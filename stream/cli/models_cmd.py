@@ -121,8 +121,8 @@ def eval_beats(
     as_json: bool = typer.Option(False, "--json"),
     cv: bool = typer.Option(False, "--cv", help="Patient-wise CV: retrain per held-out fold."),
     cv_folds: int = typer.Option(5),
-    epochs: int = typer.Option(12),
-    seed: int = typer.Option(7),
+    epochs: int = typer.Option(None, help="CV epochs (default: the shipped model's, from beats.json)."),
+    seed: int = typer.Option(None, help="CV seed (default: the shipped model's)."),
     threads: int = typer.Option(2),
     cache_dir: Path = typer.Option(_DEFAULT_CACHE),
 ) -> None:
@@ -130,19 +130,23 @@ def eval_beats(
     from models import data as md
     from models.evaluation import beat_metrics
     from models.runtime import ModelRuntime
-    from models.training import BeatTrainConfig, cross_validate_beats
+    from models.training import beat_config_of, cross_validate_beats
 
     _torch_threads(threads)
     data_dir = Path(data_dir or _data_root() / "mitdb")
     recs = _split_records(records) or md.list_mitdb_records(data_dir)
     beats = md.load_mitdb_beats(data_dir, recs, cache_dir)
     runtime = ModelRuntime.load_default()
+    train_config: dict[str, Any] = {}
     if cv:
         noise_dir = data_dir.parent / "nstdb"
         noise = md.load_noise(noise_dir) if noise_dir.exists() else None
+        cfg = beat_config_of(runtime.beat_meta, epochs)
+        seed = seed if seed is not None else int(runtime.beat_meta.get("seed", 7))
+        train_config = {"epochs": cfg.epochs, "class_weight_power": cfg.class_weight_power,
+                        "segment_dropout": cfg.segment_dropout, "seed": seed}
         with _progress("beats CV") as cb:
-            res = cross_validate_beats(beats, noise, cv_folds, seed,
-                                       BeatTrainConfig(epochs=epochs), cb)
+            res = cross_validate_beats(beats, noise, cv_folds, seed, cfg, cb)
         y_pred = res.y_pred
     else:
         y_pred = runtime.predict_beats(beats.segments, beats.rr).argmax(axis=1)
@@ -150,6 +154,7 @@ def eval_beats(
     out = {"records": len(recs), "beats": int(beats.labels.size), "classes": m["classes"],
            "accuracy": m["accuracy"], "model_version": runtime.model_version,
            "mode": f"cv{cv_folds}" if cv else "shipped-weights",
+           **({"train_config": train_config} if cv else {}),
            "confusion": m["confusion"]}
     _emit(out, as_json)
 
@@ -208,8 +213,8 @@ def eval_rhythm(
     as_json: bool = typer.Option(False, "--json"),
     cv: bool = typer.Option(False, "--cv", help="Held-out CV: retrain per fold."),
     cv_folds: int = typer.Option(5),
-    epochs: int = typer.Option(25),
-    seed: int = typer.Option(7),
+    epochs: int = typer.Option(None, help="CV epochs (default: the shipped model's, from rhythm.json)."),
+    seed: int = typer.Option(None, help="CV seed (default: the shipped model's)."),
     threads: int = typer.Option(2),
     cache_dir: Path = typer.Option(_DEFAULT_CACHE),
 ) -> None:
@@ -217,7 +222,7 @@ def eval_rhythm(
     from models import data as md
     from models.evaluation import rhythm_metrics
     from models.runtime import ModelRuntime
-    from models.training import RhythmTrainConfig, cross_validate_rhythm, recording_crops, recording_rpeaks
+    from models.training import cross_validate_rhythm, recording_crops, recording_rpeaks, rhythm_config_of
 
     _torch_threads(threads)
     data_dir = Path(data_dir or _data_root() / "cinc2017")
@@ -225,10 +230,13 @@ def eval_rhythm(
     names, signals, labels = md.load_cinc2017(data_dir, recs, cache_dir=cache_dir)
     runtime = ModelRuntime.load_default()
     peaks = recording_rpeaks(signals)
+    train_config: dict[str, Any] = {}
     if cv:
+        cfg = rhythm_config_of(runtime.rhythm_meta, epochs)
+        seed = seed if seed is not None else int(runtime.rhythm_meta.get("seed", 7))
+        train_config = {"epochs": cfg.epochs, "crops_per_record": cfg.crops_per_record, "seed": seed}
         with _progress("rhythm CV") as cb:
-            _, probs = cross_validate_rhythm(signals, labels, cv_folds, seed,
-                                             RhythmTrainConfig(epochs=epochs), cb, peaks)
+            _, probs = cross_validate_rhythm(signals, labels, cv_folds, seed, cfg, cb, peaks)
     else:
         probs = np.zeros((len(signals), 4), dtype=np.float32)
         with _progress("rhythm eval") as cb:
@@ -239,5 +247,6 @@ def eval_rhythm(
     out = {"records": len(names), "f1": m["f1"], "f1_mean_nao": m["f1_mean_nao"],
            "f1_ci95": m["f1_ci95"], "f1_mean_nao_ci95": m["f1_mean_nao_ci95"],
            "model_version": runtime.model_version,
-           "mode": f"cv{cv_folds}" if cv else "shipped-weights", "confusion": m["confusion"]}
+           "mode": f"cv{cv_folds}" if cv else "shipped-weights",
+           **({"train_config": train_config} if cv else {}), "confusion": m["confusion"]}
     _emit(out, as_json)

@@ -111,3 +111,16 @@ def test_segment_dropout_blanks_the_waveform_of_that_share_of_beats() -> None:
     assert np.all(out[~blank] > 0.5)  # the rest only rescaled (0.8-1.25)
     kept = _augment_beats(seg, None, BeatTrainConfig(max_shift=0), rng)
     assert not np.any(np.all(kept == 0.0, axis=(1, 2)))
+
+
+def test_cv_retrains_the_shipped_configuration() -> None:
+    from models.packaging import WEIGHTS_DIR, load_metadata
+    from models.training import beat_config_of, rhythm_config_of
+
+    beats = load_metadata(WEIGHTS_DIR, "beats")
+    cfg = beat_config_of(beats)
+    assert (cfg.epochs, cfg.class_weight_power) == (beats["epochs"], beats["class_weight_power"])
+    assert beat_config_of(beats, epochs=3).epochs == 3
+    rhythm = load_metadata(WEIGHTS_DIR, "rhythm")
+    assert rhythm_config_of(rhythm).epochs == rhythm["epochs"]
+    assert beat_config_of({}).class_weight_power == 0.6  # metadata without it: the defaults
