@@ -24,7 +24,8 @@ class ConsumerProgress:
         self.partitions_of: dict[str, set[Hashable]] = {}
 
     def advance(self, partition: Hashable, offset: int) -> None:
-        """A message at ``offset`` was processed (valid or dead-lettered)."""
+        """A message at ``offset`` was processed (valid or dead-lettered). The mark never
+        moves back: redelivered messages (at-least-once after a rebalance) were read before."""
         if offset + 1 > self.next_offset.get(partition, 0):
             self.next_offset[partition] = offset + 1
 

@@ -45,10 +45,10 @@ REPLAY_THROTTLE_TIMEOUT_S = 20.0
 # wall time (3 s live, where a device sends every second). In a replay the throttle's pauses
 # would trigger that flush mid-record, at load-dependent places, and the flush ends the
 # filters' look-ahead there: the broker run's findings then differed from the in-process
-# run's (CinC 2015 t688s). The worker's lag check (stream/consumer_progress.py) does not help
-# here: during a pause the worker has read everything. The replay's worker waits out any throttle pause instead, and
-# still flushes before the default device-silent limit (30 s), so the end of a replay does
-# not read as a silent device.
+# run's (CinC 2015 t688s). The worker's lag check (stream/consumer_progress.py) does not
+# help here: during a pause the worker has read everything. The replay's worker waits out
+# any throttle pause instead, and still flushes before the default device-silent limit
+# (30 s), so the end of a replay does not read as a silent device.
 REPLAY_FLUSH_IDLE_S = REPLAY_THROTTLE_TIMEOUT_S + 5.0
 ProgressFn = Callable[[str, int, int], None]  # (phase, done, total)
 
