@@ -300,13 +300,13 @@ class ModelRuntime:
             outputs[wi].vf_score, outputs[wi].vf_seconds = self.vf_model.analyse(x)
 
         # Beats classified in this call, per patient: event times and the index of the window
-        # that classified each.
-        classified_by: dict[str, tuple[list[float], list[int]]] = {}
+        # that classified each (converted to arrays once, below).
+        classified_lists: dict[str, tuple[list[float], list[int]]] = {}
         if seg_parts:
             probs = self.predict_beats(np.concatenate(seg_parts), np.concatenate(rr_parts))
             labels = probs.argmax(axis=1)
             for (wi, t), k in zip(owners, labels, strict=True):
-                times_owners = classified_by.setdefault(windows[wi].patient_id, ([], []))
+                times_owners = classified_lists.setdefault(windows[wi].patient_id, ([], []))
                 times_owners[0].append(t)
                 times_owners[1].append(wi)
                 cls = BEAT_CLASSES[int(k)]
@@ -317,6 +317,10 @@ class ModelRuntime:
                     mem.pending = mem.pending[np.abs(mem.pending - t) > _MATCH_MS]
                 counts = outputs[wi].beat_counts
                 counts[cls] = counts.get(cls, 0) + 1
+
+        classified_by = {p: (np.asarray(ts, dtype=np.float64), np.asarray(ws, dtype=np.int64))
+                         for p, (ts, ws) in classified_lists.items()}
+        no_beats = (np.zeros(0), np.zeros(0, dtype=np.int64))
 
         if rhythm_rows:
             rprobs = self.predict_rhythm(np.stack(rhythm_rows)[:, None, :],
@@ -335,8 +339,8 @@ class ModelRuntime:
             # window closed: leaving it out makes the run length the same however the windows
             # were batched (one per poll live, a whole record at once in a replay).
             classes = [mem.class_at(float(t)) for t in times]
-            batch_times, owners_of = classified_by.get(windows[wi].patient_id, ([], []))
-            later = np.asarray(batch_times)[np.asarray(owners_of, dtype=np.int64) > wi]
+            batch_times, owners_of = classified_by.get(windows[wi].patient_id, no_beats)
+            later = batch_times[owners_of > wi]
             if later.size and times.size:
                 unknown = np.min(np.abs(times[:, None] - later[None, :]), axis=1) <= _MATCH_MS
                 classes = [None if u else c for c, u in zip(classes, unknown, strict=True)]
