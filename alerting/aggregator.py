@@ -16,8 +16,9 @@ Fatigue controls (each has a unit test in ``tests/alerting/test_aggregator.py``)
 2. hysteresis -- an open alert only counts a window as normal past ``clear_threshold``;
 3. signal-quality gating -- a criterion met on a poor signal is not alarmed; a technical
    ``poor_signal`` alert says so instead;
-4. cross-signal corroboration -- ECG asystole/VF while the PPG shows a regular pulse, or an
-   ECG rate alarm that the PPG pulse rate contradicts, is suppressed (or downgraded);
+4. cross-signal corroboration -- ECG asystole/VF while a pulse wave (arterial line or PPG)
+   shows a regular pulse, or an ECG rate alarm that the pulse rate contradicts, is
+   suppressed (or downgraded);
 5. one alert per episode -- later windows update it (only when it worsens, recurs or
    changes priority), never raise a second one; alarm hierarchy (``suppressed_by``);
 6. acknowledgement, 7. timed snooze, 8. escalation of unacknowledged alerts;
@@ -57,7 +58,7 @@ from alerting.episode import (
     raise_episode,
     transition,
 )
-from stream.findings import EcgFindings, VitalsFinding
+from stream.findings import AbpFindings, EcgFindings, PpgFindings, VitalsFinding
 
 DEFAULT_CONFIG = AlertConfig()
 T = AlertType
@@ -191,21 +192,33 @@ def _judged_ecg(f: VitalsFinding) -> EcgFindings | None:
     return f.ecg
 
 
-def _ppg_rate(f: VitalsFinding) -> float | None:
-    if f.ppg is None or not f.ppg.usable:
-        return None
-    return f.ppg.pulse_rate_bpm
+def _pulse_waves(f: VitalsFinding) -> list[tuple[str, PpgFindings | AbpFindings]]:
+    """The usable pulse waves of the window, the arterial line first: it is calibrated and
+    does not suffer the PPG's motion and perfusion artefacts, so its rate is preferred."""
+    waves: list[tuple[str, PpgFindings | AbpFindings]] = []
+    for name, wave in (("ABP", f.abp), ("PPG", f.ppg)):
+        if wave is not None and wave.usable:
+            waves.append((name, wave))
+    return waves
 
 
-def _ppg_pulse_through(f: VitalsFinding, ecg_gap_s: float) -> str | None:
-    """The PPG kept pulsing through an ECG pause/fibrillation of ``ecg_gap_s``: its own
-    longest pulse-free interval is at most half of it (a real arrest stops the pulse too)."""
-    ppg = f.ppg
-    if ppg is None or not ppg.usable or not ppg.pulsatile or ppg.max_pause_s is None:
-        return None
-    if ppg.max_pause_s <= 0.5 * ecg_gap_s:
-        rate = f" at {ppg.pulse_rate_bpm:.0f} bpm" if ppg.pulse_rate_bpm is not None else ""
-        return f"PPG shows a regular pulse{rate} (longest pulse gap {ppg.max_pause_s:.1f} s)"
+def _pulse_rate(f: VitalsFinding) -> tuple[str, float] | None:
+    """(source, rate) of the preferred usable pulse wave that measured a rate."""
+    for name, wave in _pulse_waves(f):
+        if wave.pulse_rate_bpm is not None:
+            return name, wave.pulse_rate_bpm
+    return None
+
+
+def _pulse_through(f: VitalsFinding, ecg_gap_s: float) -> str | None:
+    """A pulse wave (ABP or PPG) kept pulsing through an ECG pause/fibrillation of
+    ``ecg_gap_s``: its own longest pulse-free interval is at most half of it (a real arrest
+    stops the pulse too)."""
+    for name, wave in _pulse_waves(f):
+        if not wave.pulsatile or wave.max_pause_s is None or wave.max_pause_s > 0.5 * ecg_gap_s:
+            continue
+        rate = f" at {wave.pulse_rate_bpm:.0f} bpm" if wave.pulse_rate_bpm is not None else ""
+        return f"{name} shows a regular pulse{rate} (longest pulse gap {wave.max_pause_s:.1f} s)"
     return None
 
 
@@ -244,7 +257,7 @@ def _assess_asystole(f: VitalsFinding, s: TypeSettings, level: int) -> Assessmen
     clear = s.clear_threshold is None or pause < s.clear_threshold
     msg = f"asystole: no QRS for {pause:.1f} s"
     return _finish(met, met, clear, pause, msg, s, gate=_ecg_quality_problem(ecg, s),
-                   contradiction=_ppg_pulse_through(f, pause) if met else None)
+                   contradiction=_pulse_through(f, pause) if met else None)
 
 
 def _conducted_rhythm(ecg: EcgFindings) -> str | None:
@@ -268,7 +281,7 @@ def _assess_vfib(f: VitalsFinding, s: TypeSettings, level: int) -> Assessment:
     clear = s.clear_threshold is None or secs < s.clear_threshold
     score = f", score {ecg.vf_score:.2f}" if ecg.vf_score is not None else ""
     msg = f"ventricular fibrillation/flutter for {secs:.1f} s{score}"
-    contradiction = (_ppg_pulse_through(f, secs) or _conducted_rhythm(ecg)) if met else None
+    contradiction = (_pulse_through(f, secs) or _conducted_rhythm(ecg)) if met else None
     return _finish(met, met, clear, secs, msg, s, gate=_ecg_quality_problem(ecg, s),
                    contradiction=contradiction)
 
@@ -306,13 +319,14 @@ def _assess_vtach(f: VitalsFinding, s: TypeSettings, level: int) -> Assessment:
 
 def _rate_contradiction(f: VitalsFinding, s: TypeSettings, threshold: float,
                         above: bool) -> str | None:
-    ppg_rate = _ppg_rate(f)
-    if ppg_rate is None:
+    pulse = _pulse_rate(f)
+    if pulse is None:
         return None
-    if above and ppg_rate < threshold - s.rate_agreement_bpm:
-        return f"PPG pulse rate {ppg_rate:.0f} bpm disagrees"
-    if not above and ppg_rate > threshold + s.rate_agreement_bpm:
-        return f"PPG pulse rate {ppg_rate:.0f} bpm disagrees"
+    source, rate = pulse
+    if above and rate < threshold - s.rate_agreement_bpm:
+        return f"{source} pulse rate {rate:.0f} bpm disagrees"
+    if not above and rate > threshold + s.rate_agreement_bpm:
+        return f"{source} pulse rate {rate:.0f} bpm disagrees"
     return None
 
 
@@ -344,8 +358,8 @@ def _assess_sustained_rate(f: VitalsFinding, s: TypeSettings, level: int, *,
     source = "ECG"
     if ecg is not None and gate is None and ecg.hr_bpm is not None:
         hr = ecg.hr_bpm
-    elif _ppg_rate(f) is not None:
-        hr, source, gate = _ppg_rate(f), "PPG", None
+    elif (pulse := _pulse_rate(f)) is not None:
+        (source, hr), gate = pulse, None
     elif ecg is not None and ecg.hr_bpm is not None:
         hr = ecg.hr_bpm  # only to report what the gate held back
     if hr is None:
@@ -419,6 +433,22 @@ def _assess_apnea(f: VitalsFinding, s: TypeSettings, level: int) -> Assessment:
     return _finish(met, met, clear, pause, f"apnoea: no breath for {pause:.0f} s", s, gate=gate)
 
 
+def _assess_hypotension(f: VitalsFinding, s: TypeSettings, level: int) -> Assessment:
+    line = f.abp
+    if line is None or line.mean_mmhg is None or s.threshold is None:
+        return UNKNOWN
+    mean = line.mean_mmhg
+    thr = _shift(s, level, above=False)
+    clear = s.clear_threshold is None or mean >= s.clear_threshold
+    gate = None
+    if line.quality < s.min_quality or (s.require_usable and not line.usable):
+        gate = f"arterial line quality {line.quality:.2f}"
+    pressures = f" ({line.systolic_mmhg:.0f}/{line.diastolic_mmhg:.0f})" if (
+        line.systolic_mmhg is not None and line.diastolic_mmhg is not None) else ""
+    msg = f"hypotension: mean arterial pressure {mean:.0f} mmHg{pressures}"
+    return _finish(mean < s.threshold, mean < thr, clear, mean, msg, s, gate=gate, lower_is_worse=True)
+
+
 def _assess_trend(f: VitalsFinding, s: TypeSettings, level: int,
                   state: PatientAlertState) -> Assessment:
     if s.threshold is None:
@@ -465,10 +495,11 @@ def _assess_poor_signal(f: VitalsFinding, s: TypeSettings, level: int) -> Assess
         judged = True
         if f.ecg.quality < s.min_quality or not f.ecg.usable:
             poor.append(("ECG", f.ecg.quality))
-    if f.ppg is not None and f.ppg.quality > 0.0:  # quality 0 = flat/clipped: not "poor"
-        judged = True
-        if f.ppg.quality < s.min_quality or not f.ppg.usable:
-            poor.append(("PPG", f.ppg.quality))
+    for name, wave in (("PPG", f.ppg), ("ABP", f.abp)):
+        if wave is not None and wave.quality > 0.0:  # quality 0 = flat/clipped: not "poor"
+            judged = True
+            if wave.quality < s.min_quality or not wave.usable:
+                poor.append((name, wave.quality))
     if not judged:
         return UNKNOWN
     if not poor:
@@ -501,6 +532,8 @@ def _assess(alert_type: AlertType, f: VitalsFinding, s: TypeSettings, level: int
             return _assess_resp_abnormal(f, s, level)
         case T.APNEA:
             return _assess_apnea(f, s, level)
+        case T.HYPOTENSION:
+            return _assess_hypotension(f, s, level)
         case T.TREND_DETERIORATION:
             return _assess_trend(f, s, level, state)
         case T.SIGNAL_LOSS:

@@ -17,13 +17,16 @@ Threshold sources:
   Their definitions already contain a duration (4 s, 5 or 17 beats), and the challenge's
   real-time rule charges a missed true alarm like five false ones, so their default
   persistence is one window; their false alarms are fought with signal-quality gating and
-  cross-signal (PPG) corroboration, which is what the best 2015 entries did.
+  cross-signal (arterial pressure / PPG) corroboration, which is what the best 2015 entries did.
 * Atrial fibrillation: an AF episode is >= 30 s (ESC 2020 guidelines), hence 8 of 10
   windows at a 2 s hop over 10 s windows (~30 s of evidence).
 * Sustained brady/tachycardia (< 50 / > 120 bpm) and abnormal respiration (<= 8 or >= 25
   breaths/min) follow the NEWS2 3-point bands (RCP 2017) and common bedside alarm limits.
 * Apnoea: cessation of breathing >= 20 s (the usual clinical monitoring definition; AASM
   uses >= 10 s for sleep scoring, too sensitive for a ward alarm).
+* Hypotension (arterial line): mean arterial pressure < 65 mmHg, the floor that sepsis
+  and shock resuscitation targets (Surviving Sepsis Campaign 2021); the MAP, unlike the
+  systolic, is barely moved by an under- or over-damped line.
 * Trend deterioration: NEWS2 aggregate >= 5 calls for an urgent response (RCP 2017); the
   pipeline's NEWS2 is partial (pulse + respiration only), so a 5 is already significant.
 """
@@ -56,6 +59,7 @@ class AlertType(StrEnum):
     TACHY = "tachy"
     RESP_ABNORMAL = "resp_abnormal"
     APNEA = "apnea"
+    HYPOTENSION = "hypotension"
     TREND_DETERIORATION = "trend_deterioration"
     SIGNAL_LOSS = "signal_loss"
     LEAD_OFF = "lead_off"
@@ -65,7 +69,7 @@ class AlertType(StrEnum):
 
 class Corroboration(StrEnum):
     """What to do when another signal contradicts a clinical alert (e.g. ECG asystole while
-    the PPG shows a normal pulse)."""
+    the arterial line or the PPG shows a normal pulse)."""
 
     SUPPRESS = "suppress"
     DOWNGRADE = "downgrade"  # raise it, but at medium priority and saying why
@@ -112,8 +116,8 @@ class TypeSettings:
     min_quality: float = 0.5
     require_usable: bool = True
     corroboration: Corroboration = Corroboration.OFF
-    # PPG pulse rate must lie within this many bpm of the alarm side of the threshold to
-    # count as agreeing with an ECG rate alarm.
+    # The pulse rate (arterial line, else PPG) must lie within this many bpm of the alarm
+    # side of the threshold to count as agreeing with an ECG rate alarm.
     rate_agreement_bpm: float = 20.0
     # Per-patient alert budget: threshold moves this far away from normal per budget level
     # (medium/low types only; high priority is never adapted).
@@ -155,7 +159,7 @@ CATALOGUE: dict[AlertType, AlertDefinition] = {
            "no QRS complex for >= threshold s (ECG max_pause_s)"),
         _d(A.VFIB, Priority.HIGH, True, "s",
            "ventricular fibrillation/flutter for >= threshold s of the window (ECG vf_seconds); "
-           "not while a PPG keeps pulsing or >= 2 and at least half of the newest beats are "
+           "not while an arterial line or PPG keeps pulsing or >= 2 and at least half of the newest beats are "
            "conducted (N/S)"),
         _d(A.VTACH, Priority.HIGH, True, "beats",
            ">= threshold consecutive ventricular beats at > secondary_threshold bpm "
@@ -175,6 +179,9 @@ CATALOGUE: dict[AlertType, AlertDefinition] = {
         _d(A.RESP_ABNORMAL, Priority.MEDIUM, False, "breaths/min",
            "sustained respiration rate <= low_threshold or >= threshold", suppressed_by=(A.APNEA,)),
         _d(A.APNEA, Priority.MEDIUM, False, "s", "no breath for >= threshold s (RESP max_pause_s)"),
+        _d(A.HYPOTENSION, Priority.MEDIUM, False, "mmHg",
+           "mean arterial pressure < threshold mmHg (arterial line, ABP mean_mmhg)",
+           suppressed_by=(A.ASYSTOLE, A.VFIB)),
         _d(A.TREND_DETERIORATION, Priority.MEDIUM, False, "NEWS2",
            "partial NEWS2 >= threshold, or a deterioration trend reported within the last "
            "secondary_threshold s"),
@@ -185,7 +192,7 @@ CATALOGUE: dict[AlertType, AlertDefinition] = {
         _d(A.DEVICE_SILENT, Priority.LOW, False, "s",
            "no finding for >= AlertConfig.device_silent_after_s", technical=True),
         _d(A.POOR_SIGNAL, Priority.LOW, False, "quality",
-           "sustained poor ECG/PPG quality, or a clinical criterion met on a poor signal",
+           "sustained poor ECG/PPG/ABP quality, or a clinical criterion met on a poor signal",
            technical=True),
     )
 }
@@ -229,6 +236,10 @@ DEFAULT_TYPE_SETTINGS: dict[AlertType, TypeSettings] = {
                                clear_windows=3, min_quality=0.3, budget_step=2.0),
     AlertType.APNEA: S(threshold=20.0, clear_threshold=10.0, min_quality=0.0,
                        require_usable=False),
+    # ~10 s of evidence: a zeroing, flush or blood draw on the line lasts seconds and
+    # makes the mean implausible or the window unusable rather than low.
+    AlertType.HYPOTENSION: S(threshold=65.0, clear_threshold=70.0, persistence_k=5, persistence_n=6,
+                             clear_windows=3, budget_step=5.0),
     AlertType.TREND_DETERIORATION: S(threshold=5, clear_threshold=3, secondary_threshold=900.0,
                                      persistence_k=3, persistence_n=5, clear_windows=15,
                                      budget_step=1.0),

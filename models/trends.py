@@ -22,11 +22,12 @@ Method
 Partial NEWS2
 -------------
 NEWS2 (Royal College of Physicians 2017) scores respiration rate, SpO2, supplemental
-oxygen, systolic BP, pulse, consciousness and temperature. This pipeline measures only
-respiration rate and pulse (ECG heart rate, else PPG pulse rate), so the score here is
-**partial** (0..6): it can only under-estimate the full NEWS2 and must not be read
-against the full-score trigger levels alone. A single parameter scoring 3 is the NEWS2
-"red score" (urgent review).
+oxygen, systolic BP, pulse, consciousness and temperature. This pipeline measures
+respiration rate, pulse (ECG heart rate, else the arterial-line or PPG pulse rate) and,
+for patients with an arterial line, systolic BP, so the score here is **partial** (0..6,
+0..9 with an arterial line): it can only under-estimate the full NEWS2 and must not be
+read against the full-score trigger levels alone. A single parameter scoring 3 is the
+NEWS2 "red score" (urgent review).
 """
 
 from __future__ import annotations
@@ -59,11 +60,13 @@ class SignalRule:
 # respiratory rate, are the deterioration signals used by continuous-monitoring early
 # warning studies (e.g. Churpek et al. 2016; respiratory rate is the earliest marker,
 # Cretikos et al. 2008). HRV (RMSSD) falls with sympathetic activation and early sepsis
-# (Ahmad et al. 2009); only falls are reported.
+# (Ahmad et al. 2009); only falls are reported. Systolic BP (arterial line): a sustained
+# change of 20 mmHg and 15 %, the size of a NEWS2 band step (90/100/110 mmHg) twice over.
 RULES: tuple[SignalRule, ...] = (
     SignalRule("hr", "resting HR", "bpm", 0.20, 15.0),
     SignalRule("resp_rate", "breathing rate", "/min", 0.25, 4.0),
     SignalRule("hrv_rmssd", "HRV (RMSSD)", "ms", 0.40, 10.0, ("falling",)),
+    SignalRule("sbp", "systolic BP", "mmHg", 0.15, 20.0),
 )
 
 
@@ -95,15 +98,30 @@ def news2_pulse(rate: float) -> int:
     return 3
 
 
-def news2_partial(resp_rate: float | None, pulse: float | None) -> int | None:
-    """Partial NEWS2 from the parameters this pipeline has (None when neither is known)."""
-    if resp_rate is None and pulse is None:
+def news2_systolic(sbp: float) -> int:
+    """NEWS2 systolic blood pressure sub-score (mmHg)."""
+    if sbp <= 90:
+        return 3
+    if sbp <= 100:
+        return 2
+    if sbp <= 110:
+        return 1
+    if sbp <= 219:
+        return 0
+    return 3
+
+
+def news2_partial(resp_rate: float | None, pulse: float | None, systolic: float | None = None) -> int | None:
+    """Partial NEWS2 from the parameters this pipeline has (None when none is known)."""
+    if resp_rate is None and pulse is None and systolic is None:
         return None
     score = 0
     if resp_rate is not None:
         score += news2_resp_rate(resp_rate)
     if pulse is not None:
         score += news2_pulse(pulse)
+    if systolic is not None:
+        score += news2_systolic(systolic)
     return score
 
 
@@ -159,6 +177,7 @@ class TrendTracker:
     news2_last_band: str = "low"
     recent_pulse: list[float] = field(default_factory=list)
     recent_resp: list[float] = field(default_factory=list)
+    recent_sbp: list[float] = field(default_factory=list)
 
     # ---------------------------------------------------------------- serialisation
     def to_dict(self) -> dict[str, Any]:
@@ -170,6 +189,7 @@ class TrendTracker:
             "news2_last_band": self.news2_last_band,
             "recent_pulse": list(self.recent_pulse),
             "recent_resp": list(self.recent_resp),
+            "recent_sbp": list(self.recent_sbp),
         }
 
     @classmethod
@@ -180,19 +200,24 @@ class TrendTracker:
         return cls(d.get("last_t_ms"), series, {k: float(v) for k, v in
                                                  d.get("reported", {}).items()},
                    d.get("news2_last_band", "low"), [float(v) for v in d.get("recent_pulse", [])],
-                   [float(v) for v in d.get("recent_resp", [])])
+                   [float(v) for v in d.get("recent_resp", [])],
+                   [float(v) for v in d.get("recent_sbp", [])])
 
     # ---------------------------------------------------------------- update
     @staticmethod
     def _values(finding: VitalsFinding) -> dict[str, float]:
         out: dict[str, float] = {}
-        ecg, ppg, resp = finding.ecg, finding.ppg, finding.resp
+        ecg, ppg, abp, resp = finding.ecg, finding.ppg, finding.abp, finding.resp
         if ecg is not None and ecg.usable and ecg.hr_bpm is not None:
             out["hr"] = ecg.hr_bpm
             if ecg.rmssd_ms is not None:
                 out["hrv_rmssd"] = ecg.rmssd_ms
+        elif abp is not None and abp.usable and abp.pulse_rate_bpm is not None:
+            out["hr"] = abp.pulse_rate_bpm
         elif ppg is not None and ppg.usable and ppg.pulse_rate_bpm is not None:
             out["hr"] = ppg.pulse_rate_bpm
+        if abp is not None and abp.pulsatile and abp.systolic_mmhg is not None:
+            out["sbp"] = abp.systolic_mmhg
         if resp is not None and resp.usable and resp.rate_bpm is not None:
             out["resp_rate"] = resp.rate_bpm
         return {k: float(v) for k, v in out.items() if np.isfinite(v)}
@@ -217,6 +242,8 @@ class TrendTracker:
                              else self.recent_pulse)[-30:]
         self.recent_resp = ([*self.recent_resp, values["resp_rate"]] if "resp_rate" in values
                             else self.recent_resp)[-30:]
+        self.recent_sbp = ([*self.recent_sbp, values["sbp"]] if "sbp" in values
+                           else self.recent_sbp)[-30:]
         score, red = self._news2()
         if score is not None:
             band = news2_band(score, red)
@@ -225,17 +252,24 @@ class TrendTracker:
                 trends.append(TrendFinding(
                     kind="news2", value=float(score), severity="high" if band == "high"
                     else "medium",
-                    message=f"partial NEWS2 (resp rate + pulse only) {score}: {band} risk"))
+                    message=f"partial NEWS2 ({self._news2_parameters()} only) {score}: {band} risk"))
             self.news2_last_band = band
         return trends, score
 
     def _news2(self) -> tuple[int | None, bool]:
         pulse = float(np.median(self.recent_pulse)) if self.recent_pulse else None
         resp = float(np.median(self.recent_resp)) if self.recent_resp else None
-        score = news2_partial(resp, pulse)
-        red = (pulse is not None and news2_pulse(pulse) == 3) or (
-            resp is not None and news2_resp_rate(resp) == 3)
+        sbp = float(np.median(self.recent_sbp)) if self.recent_sbp else None
+        score = news2_partial(resp, pulse, sbp)
+        red = ((pulse is not None and news2_pulse(pulse) == 3)
+               or (resp is not None and news2_resp_rate(resp) == 3)
+               or (sbp is not None and news2_systolic(sbp) == 3))
         return score, red
+
+    def _news2_parameters(self) -> str:
+        names = [name for name, values in (("resp rate", self.recent_resp), ("pulse", self.recent_pulse),
+                                           ("systolic BP", self.recent_sbp)) if values]
+        return " + ".join(names)
 
     def _check(self, rule: SignalRule, s: _Series) -> list[TrendFinding]:
         if len(s.bins) < RECENT_BINS:

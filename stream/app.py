@@ -5,7 +5,7 @@ first (environment, ``services up`` state, or embedded) and exports them, so imp
 this module never starts anything.
 
 Topics are created explicitly with equal partition counts before the worker starts
-(:func:`stream.services.create_topics`): the three vitals topics, the findings topic,
+(:func:`stream.services.create_topics`): the vitals topics (one per signal), the findings topic,
 the care-actions topic and the aggregator table's changelog are co-partitioned by
 patient id, so one worker owns all of a patient's signals and its alert state.
 """

@@ -59,6 +59,22 @@ class PpgFindings:
 
 
 @dataclass(frozen=True, slots=True)
+class AbpFindings:
+    """Invasive arterial pressure: the pulse fields mean what they mean for the PPG."""
+
+    quality: float
+    usable: bool
+    pulsatile: bool
+    pulse_rate_bpm: float | None = None
+    max_pause_s: float | None = None
+    irregularity: float | None = None
+    # Medians over the window's pulse cycles (mmHg): maximum, minimum and cycle mean.
+    systolic_mmhg: float | None = None
+    diastolic_mmhg: float | None = None
+    mean_mmhg: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class RespFindings:
     rate_bpm: float | None  # breaths per minute
     source: str  # "resp", "ecg" (ECG-derived respiration) or "ppg"
@@ -85,6 +101,7 @@ class VitalsFinding:
     ecg: EcgFindings | None = None
     ppg: PpgFindings | None = None
     resp: RespFindings | None = None
+    abp: AbpFindings | None = None
     trends: tuple[TrendFinding, ...] = ()
     news2: int | None = None  # early-warning score from the vitals this pipeline has
     gaps: tuple[str, ...] = ()  # signals with missing data inside the window
@@ -110,7 +127,8 @@ class VitalsFinding:
             raise ValueError(f"unsupported findings schema_version {obj.get('schema_version')!r}")
         known = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in obj.items() if k in known}
-        for key, sub in (("ecg", EcgFindings), ("ppg", PpgFindings), ("resp", RespFindings)):
+        subs = (("ecg", EcgFindings), ("ppg", PpgFindings), ("resp", RespFindings), ("abp", AbpFindings))
+        for key, sub in subs:
             if kwargs.get(key) is not None:
                 kwargs[key] = sub(**kwargs[key])
         kwargs["trends"] = tuple(TrendFinding(**t) for t in kwargs.get("trends", ()))

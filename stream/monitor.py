@@ -9,9 +9,10 @@ window (10 s) from ring buffers and the detected events; that step only reads bu
 computes window statistics.
 
 Windows advance on ECG time when ECG is present, otherwise on the PPG, otherwise on the
-respiration signal. A window is released once the primary signal's detector has decided
-everything up to the window end (~0.45 s of look-ahead) and the other live signals have
-caught up (or lag by more than the 3 s re-order horizon, then they count as a gap).
+arterial pressure (ABP), otherwise on the respiration signal. A window is released once
+the primary signal's detector has decided everything up to the window end (~0.45 s of
+look-ahead) and the other live signals have caught up (or lag by more than the 3 s
+re-order horizon, then they count as a gap).
 """
 
 from __future__ import annotations
@@ -24,12 +25,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from stream.dsp import hrv
+from stream.dsp.abp import arterial_pressures
 from stream.dsp.filters import StreamingSosFilter, resp_filter
 from stream.dsp.ppg import PulseOutput, StreamingPulseDetector, perfusion_index
 from stream.dsp.quality import ecg_quality, ppg_quality
 from stream.dsp.resp import RespEstimate, breath_amplitude, derived_resp_rate, resp_rate
 from stream.dsp.rpeaks import DetectorOutput, StreamingRPeakDetector
-from stream.findings import EcgFindings, PpgFindings, RespFindings
+from stream.findings import AbpFindings, EcgFindings, PpgFindings, RespFindings
 from stream.schema import SampleChunk, Signal
 from stream.window_analysis import WindowAnalysis
 from stream.windows import (
@@ -140,7 +142,7 @@ class _Track:
         self.breath_amplitude = None
         if self.signal is Signal.ECG:
             self.detector = StreamingRPeakDetector(fs)
-        elif self.signal is Signal.PPG:
+        elif self.signal in (Signal.PPG, Signal.ABP):  # both are pulse waves
             self.detector = StreamingPulseDetector(fs)
         else:
             self.filter = resp_filter(fs)
@@ -280,6 +282,7 @@ class PatientMonitor:
         self.tracks: dict[Signal, _Track] = {
             Signal.ECG: _Track(Signal.ECG, ring_s, horizon_s),
             Signal.PPG: _Track(Signal.PPG, ring_s, horizon_s),
+            Signal.ABP: _Track(Signal.ABP, ring_s, horizon_s),
             Signal.RESP: _Track(Signal.RESP, max(ring_s, RESP_LOOKBACK_S + horizon_s), horizon_s),
         }
         self.schedule = WindowSchedule(window_s, hop_s)
@@ -313,7 +316,7 @@ class PatientMonitor:
         windows = [self._window(t) for t in self.schedule.due(self._ready_until())]
         # A window in which no signal has any data (the devices were silent) is not a
         # measurement; the worker reports silence from its wall-clock timers.
-        return [w for w in windows if w.ecg or w.ppg or w.resp]
+        return [w for w in windows if w.ecg or w.ppg or w.abp or w.resp]
 
     def _live(self) -> list[_Track]:
         return [t for t in self.tracks.values() if t.fs > 0]
@@ -323,7 +326,7 @@ class PatientMonitor:
         if not live:
             return None
         newest = max(t.end_ms for t in live)
-        for t in live:  # ECG, PPG, RESP order
+        for t in live:  # ECG, PPG, ABP, RESP order
             if t.end_ms >= newest - self.window_s * 1000.0:
                 return t
         return live[0]
@@ -353,6 +356,9 @@ class PatientMonitor:
         ppg = self.tracks[Signal.PPG]
         if ppg.fs > 0:
             wa.ppg = self._ppg_findings(ppg, start_ms, end_ms, gaps)
+        abp = self.tracks[Signal.ABP]
+        if abp.fs > 0:
+            wa.abp = self._abp_findings(abp, start_ms, end_ms, gaps)
         wa.resp = self._resp_findings(end_ms, gaps)
         wa.gaps = tuple(gaps)
         return wa
@@ -443,17 +449,15 @@ class PatientMonitor:
             longest = max(longest, (data_end - seg_floor(tr.segment)) / fs)
         return round(longest, 3)
 
-    def _ppg_findings(
-        self, tr: _Track, start_ms: float, end_ms: float, gaps: list[str]
-    ) -> PpgFindings | None:
+    def _pulse_window(self, tr: _Track, start_ms: float, end_ms: float, gaps: list[str]) -> _PulseWindow | None:
+        """What PPG and ABP share: pulses, quality, rate, pause (None: no data at all)."""
         i0, i1 = tr.index_at(start_ms), tr.index_at(end_ms)
         raw = tr.raw.read(i0, i1)
         missing = np.isnan(raw)
-        if missing.all():
-            gaps.append("ppg")
-            return None
         if missing.any():
-            gaps.append("ppg")
+            gaps.append(tr.signal.value)
+        if missing.all():
+            return None
         filt = tr.filtered.read(i0, i1)
         events = tr.events_between(i0, i1)
         idx = np.array([e.index for e in events], dtype=np.int64)
@@ -461,17 +465,51 @@ class PatientMonitor:
         prev = tr.last_event_before(i0, events[0].segment if events else tr.segment)
         chain = ([prev] if prev is not None else []) + events
         intervals = _intervals_s(chain, tr.fs)
-        usable = quality.usable
-        rate = hrv.heart_rate(intervals) if usable else None
-        amplitudes = np.array([e.amplitude for e in events])
+        pause = None if quality.technical_fault else self._pause(tr, events, prev, i0, i1)
+        return _PulseWindow(raw, idx - i0, events, quality.quality, quality.usable, intervals, pause)
+
+    def _ppg_findings(
+        self, tr: _Track, start_ms: float, end_ms: float, gaps: list[str]
+    ) -> PpgFindings | None:
+        pw = self._pulse_window(tr, start_ms, end_ms, gaps)
+        if pw is None:
+            return None
+        usable = pw.usable
+        rate = hrv.heart_rate(pw.intervals_s) if usable else None
+        amplitudes = np.array([e.amplitude for e in pw.events])
         return PpgFindings(
-            quality=quality.quality,
+            quality=pw.quality,
             usable=bool(usable),
             pulsatile=bool(usable and rate is not None),
             pulse_rate_bpm=rate,
-            max_pause_s=None if quality.technical_fault else self._pause(tr, events, prev, i0, i1),
-            irregularity=hrv.rr_irregularity(intervals) if usable else None,
-            perfusion_index=perfusion_index(raw, amplitudes) if usable else None,
+            max_pause_s=pw.max_pause_s,
+            irregularity=hrv.rr_irregularity(pw.intervals_s) if usable else None,
+            perfusion_index=perfusion_index(pw.raw, amplitudes) if usable else None,
+        )
+
+    def _abp_findings(
+        self, tr: _Track, start_ms: float, end_ms: float, gaps: list[str]
+    ) -> AbpFindings | None:
+        pw = self._pulse_window(tr, start_ms, end_ms, gaps)
+        if pw is None:
+            return None
+        pressures = arterial_pressures(pw.raw, pw.pulses)
+        # An implausible mean (transducer fault, flush) makes the whole window unusable; a
+        # damped line keeps its pressures but is no evidence of a pulse (stream.dsp.abp).
+        usable = pw.usable and (pressures is None or pressures.plausible)
+        rate = hrv.heart_rate(pw.intervals_s) if usable else None
+        pulsatile = usable and rate is not None and pressures is not None and pressures.pulsatile
+        shown = pressures if pressures is not None and pressures.plausible else None
+        return AbpFindings(
+            quality=pw.quality,
+            usable=bool(usable),
+            pulsatile=bool(pulsatile),
+            pulse_rate_bpm=rate,
+            max_pause_s=pw.max_pause_s,
+            irregularity=hrv.rr_irregularity(pw.intervals_s) if usable else None,
+            systolic_mmhg=None if shown is None else shown.systolic_mmhg,
+            diastolic_mmhg=None if shown is None else shown.diastolic_mmhg,
+            mean_mmhg=None if shown is None else shown.mean_mmhg,
         )
 
     def _resp_findings(self, end_ms: float, gaps: list[str]) -> RespFindings | None:
@@ -547,6 +585,17 @@ class PatientMonitor:
             return None
         est, name, pause = best
         return RespFindings(est.rate_bpm, name, est.quality, bool(est.usable), pause)
+
+
+@dataclass(frozen=True, slots=True)
+class _PulseWindow:
+    raw: np.ndarray
+    pulses: np.ndarray  # indices into ``raw``
+    events: list[_Event]
+    quality: float
+    usable: bool
+    intervals_s: np.ndarray
+    max_pause_s: float | None
 
 
 def _intervals_s(events: list[_Event], fs: float) -> np.ndarray:

@@ -137,6 +137,7 @@ class VitalsPipeline:
             ecg=ecg,
             ppg=window.ppg,
             resp=window.resp,
+            abp=window.abp,
             gaps=window.gaps,
             model_version=self.runtime.model_version,
         )

@@ -10,7 +10,7 @@ Wire formats (both accepted by :func:`decode_chunk`):
       offset  size  field
       0       2     magic  b"VS"
       2       1     schema version (uint8, currently 1)
-      3       1     signal code (uint8: 1 = ecg, 2 = ppg, 3 = resp)
+      3       1     signal code (uint8: 1 = ecg, 2 = ppg, 3 = resp, 4 = abp)
       4       4     sampling rate in Hz (float32)
       8       8     timestamp of the first sample, epoch milliseconds (int64)
       16      8     sequence number per (device, signal) (uint64)
@@ -52,13 +52,16 @@ class Signal(StrEnum):
     ECG = "ecg"
     PPG = "ppg"
     RESP = "resp"
+    # Invasive arterial blood pressure (an arterial line, mmHg): ICU bedside monitors carry
+    # it beside the ECG. It is a pulse waveform like the PPG, and the most trusted one.
+    ABP = "abp"
 
     @property
     def topic(self) -> str:
         return f"vitals.{self.value}"
 
 
-_SIGNAL_CODES: dict[Signal, int] = {Signal.ECG: 1, Signal.PPG: 2, Signal.RESP: 3}
+_SIGNAL_CODES: dict[Signal, int] = {Signal.ECG: 1, Signal.PPG: 2, Signal.RESP: 3, Signal.ABP: 4}
 _CODE_SIGNALS = {code: sig for sig, code in _SIGNAL_CODES.items()}
 
 # Plausible sampling rates per signal. ECG below 100 Hz cannot resolve a QRS complex
@@ -68,8 +71,9 @@ SAMPLING_RATE_RANGE_HZ: dict[Signal, tuple[float, float]] = {
     Signal.ECG: (100.0, 2000.0),
     Signal.PPG: (20.0, 1000.0),
     Signal.RESP: (4.0, 1000.0),
+    Signal.ABP: (20.0, 1000.0),
 }
-DEFAULT_UNITS: dict[Signal, str] = {Signal.ECG: "mV", Signal.PPG: "au", Signal.RESP: "au"}
+DEFAULT_UNITS: dict[Signal, str] = {Signal.ECG: "mV", Signal.PPG: "au", Signal.RESP: "au", Signal.ABP: "mmHg"}
 MAX_CHUNK_SECONDS = 10.0
 MAX_ID_BYTES = 64
 # Timestamps before 2000-01-01 are device clocks that were never set.
@@ -164,6 +168,10 @@ def validate_chunk(chunk: SampleChunk, now_ms: int | None = None) -> None:
         raise InvalidChunk("non_finite_samples")
     if float(np.abs(chunk.samples).max()) > MAX_ABS_SAMPLE:
         raise InvalidChunk("sample_out_of_range")
+    if chunk.signal is Signal.ABP and chunk.units.strip().lower() != "mmhg":
+        # Pressures are compared with clinical limits (NEWS2 systolic bands): a kPa or
+        # raw-ADC stream would read as profound hypotension.
+        raise InvalidChunk("unsupported_units", f"{chunk.units!r} for abp (mmHg required)")
     if chunk.seq < 0:
         raise InvalidChunk("negative_seq", str(chunk.seq))
     now = int(time.time() * 1000) if now_ms is None else now_ms

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from stream.findings import EcgFindings, PpgFindings, RespFindings
+from stream.findings import AbpFindings, EcgFindings, PpgFindings, RespFindings
 
 
 @dataclass(slots=True)
@@ -23,6 +23,7 @@ class WindowAnalysis:
     ecg: EcgFindings | None = None  # DSP fields filled; model fields left at defaults
     ppg: PpgFindings | None = None
     resp: RespFindings | None = None
+    abp: AbpFindings | None = None
     gaps: tuple[str, ...] = ()
     # Model inputs. ``ecg_window`` is the band-passed ECG covering [t_ms - window_s, t_ms]
     # at ``ecg_fs`` (None when ECG is absent, has a gap, or is flat/clipped).

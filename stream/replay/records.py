@@ -69,6 +69,7 @@ ECG_LEAD_NAMES = {
 }
 PPG_NAMES = {"PLETH", "PPG", "PLETHYSMOGRAM"}
 RESP_NAMES = {"RESP", "RESPIRATION", "IMPEDANCE"}
+ABP_NAMES = {"ABP", "ART", "IBP", "ARTERIAL"}
 
 SUITES = ("challenge2015", "mitdb", "bidmc", "cinc2017", "synthetic")
 
@@ -232,6 +233,9 @@ def map_channels(
         elif key in PPG_NAMES and Signal.PPG not in picked:
             picked[Signal.PPG] = np.asarray(col, dtype=np.float32)
             chosen[Signal.PPG] = name.strip()
+        elif key in ABP_NAMES and Signal.ABP not in picked:
+            picked[Signal.ABP] = np.asarray(col, dtype=np.float32)
+            chosen[Signal.ABP] = name.strip()
         elif key in RESP_NAMES and Signal.RESP not in picked:
             picked[Signal.RESP] = np.asarray(col, dtype=np.float32)
             chosen[Signal.RESP] = name.strip()
@@ -240,7 +244,7 @@ def map_channels(
         picked[Signal.ECG] = ecg_leads[lead][0]
         chosen[Signal.ECG] = lead
     channels: dict[Signal, tuple[np.ndarray, float]] = {}
-    for sig in (Signal.ECG, Signal.PPG, Signal.RESP):
+    for sig in (Signal.ECG, Signal.PPG, Signal.ABP, Signal.RESP):
         if sig not in picked:
             continue
         x = fill_short_gaps(picked[sig], fs)

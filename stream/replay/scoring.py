@@ -42,7 +42,7 @@ CHALLENGE2015_ALERT_TYPES: dict[str, str] = {
     "Ventricular_Flutter_Fib": "vfib",
 }
 HIGH_PRIORITY_TYPES = ("asystole", "vfib", "vtach", "extreme_brady", "extreme_tachy")
-MEDIUM_PRIORITY_TYPES = ("afib", "brady", "tachy", "resp_abnormal", "apnea", "trend_deterioration")
+MEDIUM_PRIORITY_TYPES = ("afib", "brady", "tachy", "resp_abnormal", "apnea", "hypotension", "trend_deterioration")
 TECHNICAL_TYPES = ("signal_loss", "lead_off", "device_silent", "poor_signal")
 ALERT_TYPES = HIGH_PRIORITY_TYPES + MEDIUM_PRIORITY_TYPES + TECHNICAL_TYPES
 # The challenge judged the alarm on the 10 s before it fired.

@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from alerting.store import RedisAlertStore
-from stream.findings import EcgFindings, PpgFindings, RespFindings, VitalsFinding
+from stream.findings import AbpFindings, EcgFindings, PpgFindings, RespFindings, VitalsFinding
 
 T0 = 1_764_390_000_000  # event time of the first window in the tests
 HOP_MS = 2000
@@ -38,6 +38,14 @@ def ecg(**changes: Any) -> EcgFindings:
 def ppg(**changes: Any) -> PpgFindings:
     base = PpgFindings(quality=0.9, usable=True, pulsatile=True, pulse_rate_bpm=70.0,
                        max_pause_s=1.0, irregularity=0.03, perfusion_index=2.0)
+    return replace(base, **changes)
+
+
+def abp(**changes: Any) -> AbpFindings:
+    """A clean arterial line at 70 bpm, 120/80 mmHg."""
+    base = AbpFindings(quality=0.95, usable=True, pulsatile=True, pulse_rate_bpm=70.0,
+                       max_pause_s=1.0, irregularity=0.03, systolic_mmhg=120.0,
+                       diastolic_mmhg=80.0, mean_mmhg=93.0)
     return replace(base, **changes)
 
 

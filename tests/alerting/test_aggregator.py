@@ -18,7 +18,7 @@ from alerting.aggregator import (
 from alerting.catalogue import AlertConfig, Corroboration
 from alerting.episode import AlertEmission
 from stream.findings import TrendFinding, VitalsFinding
-from tests.alerting.conftest import HOP_MS, T0, ecg, finding, ppg, resp
+from tests.alerting.conftest import HOP_MS, T0, abp, ecg, finding, ppg, resp
 
 
 def run(findings: Iterable[VitalsFinding], state: PatientAlertState | None = None,
@@ -215,6 +215,50 @@ def test_asystole_with_stopped_ppg_is_raised() -> None:
     script = [finding(0, ecg=ecg(max_pause_s=5.0, n_beats=2), ppg=ppg(max_pause_s=4.6))]
     _, out = run(script)
     assert [(e.type, e.priority) for e in out] == [("asystole", "high")]
+
+
+def test_asystole_with_a_pulsing_arterial_line_is_suppressed() -> None:
+    script = [finding(i, ecg=ecg(max_pause_s=5.0, n_beats=2), abp=abp(max_pause_s=1.1))
+              for i in range(3)]
+    state, out = run(script)
+    assert out == []
+    assert state.contradicted["asystole"] == 3
+
+
+def test_a_damped_arterial_line_does_not_contradict_asystole() -> None:
+    """A damped line still oscillates; without a real pulse pressure it is no evidence of
+    a perfusing rhythm, whatever its pulse-to-pulse gaps."""
+    script = [finding(0, ecg=ecg(max_pause_s=5.0, n_beats=2),
+                      abp=abp(max_pause_s=1.1, pulsatile=False))]
+    _, out = run(script)
+    assert [(e.type, e.priority) for e in out] == [("asystole", "high")]
+
+
+def test_arterial_rate_is_preferred_over_the_ppg() -> None:
+    fast = ecg(hr_max_17beats=165.0, hr_bpm=160.0)
+    _, out = run([finding(0, ecg=fast, abp=abp(pulse_rate_bpm=158.0), ppg=ppg(pulse_rate_bpm=80.0))])
+    assert [(e.type, e.priority) for e in out if e.type == "extreme_tachy"] == [
+        ("extreme_tachy", "high")]
+    _, out = run([finding(0, ecg=fast, abp=abp(pulse_rate_bpm=82.0), ppg=ppg(pulse_rate_bpm=158.0))])
+    raised = [e for e in out if e.type == "extreme_tachy"]
+    assert [(e.event, e.priority) for e in raised] == [("raised", "medium")]
+    assert "ABP pulse rate 82 bpm disagrees" in raised[0].message
+
+
+def test_sustained_rate_falls_back_to_the_arterial_line() -> None:
+    script = [finding(i, ecg=ecg(quality=0.2, usable=False, hr_bpm=200.0),
+                      abp=abp(pulse_rate_bpm=44.0)) for i in range(6)]
+    _, out = run(script)
+    raised = [e for e in out if e.event == "raised"]
+    assert [e.type for e in raised] == ["brady"]
+    assert "ABP rate 44 bpm" in raised[0].message
+
+
+def test_poor_arterial_signal_is_a_technical_alert() -> None:
+    _, out = run(finding(i, abp=abp(quality=0.3, usable=False, pulsatile=False)) for i in range(12))
+    raised = [e for e in out if e.event == "raised"]
+    assert [e.type for e in raised] == ["poor_signal"]
+    assert "ABP quality 0.30" in raised[0].message
 
 
 def test_corroboration_can_downgrade_instead() -> None:
@@ -533,6 +577,27 @@ def test_resp_abnormal_and_apnea() -> None:
     _, out = run([finding(0, resp=resp(rate_bpm=None, usable=False, quality=0.1,
                                        max_pause_s=24.0))])
     assert [(e.type, e.priority) for e in out] == [("apnea", "medium")]
+
+
+def test_hypotension_from_the_arterial_mean_with_persistence_and_hysteresis() -> None:
+    low = abp(mean_mmhg=58.0, systolic_mmhg=82.0, diastolic_mmhg=46.0)
+    state, out = run(finding(i, abp=low) for i in range(4))
+    assert out == []  # 5 of 6 windows
+    state, out = run([finding(i, abp=low) for i in range(4, 6)], state)
+    assert [(e.type, e.event, e.priority) for e in out] == [("hypotension", "raised", "medium")]
+    assert "mean arterial pressure 58 mmHg (82/46)" in out[0].message
+    # 67 mmHg is above the threshold but below the clear bound: still the same episode.
+    state, out = run((finding(i, abp=abp(mean_mmhg=67.0)) for i in range(6, 12)), state)
+    assert [e.event for e in out if e.type == "hypotension"] == []
+    state, out = run((finding(i, abp=abp(mean_mmhg=75.0)) for i in range(12, 15)), state)
+    assert [e.event for e in out if e.type == "hypotension"] == ["resolved"]
+
+
+def test_hypotension_on_an_unusable_line_is_a_technical_alert() -> None:
+    line = abp(mean_mmhg=50.0, quality=0.2, usable=False, pulsatile=False)
+    _, out = run([finding(0, abp=line)])
+    assert [e.type for e in out] == ["poor_signal"]
+    assert "hypotension" in out[0].message
 
 
 def test_trend_deterioration_from_news2_and_trends() -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import numpy as np
+
 from stream.gateway import GatewayPublisher, chunk_signals, merge_by_time
 from stream.schema import Signal
 from stream.simulator import PatientScenario, SimulatedRecording, device_id_for, simulate_patient
@@ -15,13 +17,19 @@ def simulate(scenarios: list[PatientScenario], start_ms: int | None = None) -> l
     return [simulate_patient(s, seed=i, start_ms=start) for i, s in enumerate(scenarios)]
 
 
-def publish_recordings(bootstrap: str, recordings: list[SimulatedRecording], times: int = 1) -> int:
+def publish_recordings(
+    bootstrap: str,
+    recordings: list[SimulatedRecording],
+    times: int = 1,
+    extra: dict[str, dict[Signal, tuple[np.ndarray, float]]] | None = None,
+) -> int:
+    """``extra``: more signals per patient id (e.g. an arterial line), same start time."""
     streams = [
         chunk_signals(
             rec.patient_id,
             device_id_for(rec.patient_id),
             {Signal.ECG: (rec.ecg, rec.fs["ecg"]), Signal.PPG: (rec.ppg, rec.fs["ppg"]),
-             Signal.RESP: (rec.resp, rec.fs["resp"])},
+             Signal.RESP: (rec.resp, rec.fs["resp"]), **(extra or {}).get(rec.patient_id, {})},
             rec.start_ms,
         )
         for rec in recordings

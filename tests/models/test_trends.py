@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
-from models.trends import TrendTracker, news2_partial, news2_pulse, news2_resp_rate
-from stream.findings import EcgFindings, RespFindings, VitalsFinding
+from models.trends import TrendTracker, news2_partial, news2_pulse, news2_resp_rate, news2_systolic
+from stream.findings import AbpFindings, EcgFindings, RespFindings, VitalsFinding
 
 HOP_MS = 2000
 
@@ -107,3 +108,33 @@ def test_news2_partial_combines_and_handles_missing() -> None:
     assert news2_partial(22, None) == 2
     assert news2_partial(None, 120) == 2
     assert news2_partial(26, 135) == 6
+    assert news2_partial(None, None, 95) == 2
+    assert news2_partial(16, 70, 88) == 3
+
+
+@pytest.mark.parametrize(("sbp", "score"), [(85, 3), (90, 3), (95, 2), (100, 2), (105, 1), (110, 1),
+                                            (111, 0), (219, 0), (220, 3)])
+def test_news2_systolic_table(sbp: float, score: int) -> None:
+    assert news2_systolic(sbp) == score
+
+
+def test_arterial_line_adds_systolic_bp_to_news2_and_its_trend() -> None:
+    """A patient whose systolic pressure falls from 130 to 88 mmHg over two hours: the
+    trend is reported once and the partial NEWS2 picks up the hypotension (a red score)."""
+    tracker = TrendTracker()
+    trends, scores = [], []
+    for t_ms in range(0, 3 * 3600 * 1000, HOP_MS):
+        t_h = t_ms / 3_600_000
+        sbp = 130.0 if t_h < 1.0 else max(88.0, 130.0 - 30.0 * (t_h - 1.0))
+        line = AbpFindings(quality=0.95, usable=True, pulsatile=True, pulse_rate_bpm=72.0,
+                           systolic_mmhg=sbp, diastolic_mmhg=sbp - 45, mean_mmhg=sbp - 30)
+        out, score = tracker.update(replace(_finding(t_ms, 72.0), abp=line))
+        trends += out
+        scores.append(score)
+    falling = [t for t in trends if t.kind == "sbp_falling"]
+    assert len(falling) >= 1 and "systolic BP down" in falling[0].message
+    assert scores[0] == 0 and scores[-1] == 3
+    news2 = [t for t in trends if t.kind == "news2"]
+    assert news2 and "systolic BP" in news2[-1].message
+    restored = TrendTracker.from_dict(json.loads(json.dumps(tracker.to_dict())))
+    assert restored.recent_sbp == tracker.recent_sbp

@@ -9,9 +9,10 @@ import pytest
 from stream.monitor import PatientMonitor
 from stream.schema import make_chunk
 from stream.windows import ChunkStatus
+from tests.stream.test_dsp_abp import arterial_wave
 
 T0 = 1_700_000_000_000
-RATES = {"ecg": 250, "ppg": 125, "resp": 25}
+RATES = {"ecg": 250, "ppg": 125, "resp": 25, "abp": 125}
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +24,7 @@ def signals() -> dict[str, np.ndarray]:
         ),
         "ppg": nk.ppg_simulate(duration=d, sampling_rate=125, heart_rate=72, random_state=1),
         "resp": nk.rsp_simulate(duration=d, sampling_rate=25, respiratory_rate=15, random_state=1),
+        "abp": arterial_wave(systolic=118.0, diastolic=76.0, rate=72.0, seconds=d),
     }
 
 
@@ -131,6 +133,32 @@ def test_ppg_only_patient_advances_on_ppg(signals) -> None:
     assert all(w.ppg.usable for w in windows)
     late = [w for w in windows if w.t_ms - T0 >= 20_000]
     assert all(w.resp is not None and w.resp.source == "ppg" for w in late)
+
+
+def test_arterial_line_gives_pressures_and_pulse(signals) -> None:
+    windows, _ = run(PatientMonitor("p1"), chunks(signals, which=("ecg", "abp"), seconds=30))
+    assert windows and all(w.ppg is None for w in windows)
+    for w in windows:
+        assert w.abp is not None and w.abp.usable and w.abp.pulsatile
+        assert w.abp.pulse_rate_bpm == pytest.approx(72.0, abs=1.5)
+        assert w.abp.systolic_mmhg == pytest.approx(118.0, abs=0.5)
+        assert w.abp.diastolic_mmhg == pytest.approx(76.0, abs=0.5)
+        assert w.abp.max_pause_s < 1.0
+
+
+def test_abp_only_patient_advances_on_abp(signals) -> None:
+    windows, _ = run(PatientMonitor("p1"), chunks(signals, which=("abp",), seconds=20))
+    assert windows and windows[0].ecg is None and windows[0].abp is not None
+    assert [w.t_ms - T0 for w in windows][:2] == [10_000, 12_000]
+
+
+def test_a_damped_arterial_line_is_not_a_pulse() -> None:
+    damped = {"abp": arterial_wave(systolic=70.0, diastolic=64.0, seconds=20)}
+    windows, _ = run(PatientMonitor("p1"), chunks(damped, which=("abp",), seconds=20))
+    assert windows
+    for w in windows:
+        assert w.abp is not None and not w.abp.pulsatile
+        assert w.abp.systolic_mmhg is not None and w.abp.systolic_mmhg < 72.0
 
 
 def test_silent_device_produces_no_windows(signals) -> None:

@@ -124,8 +124,10 @@ def test_wfdb_challenge_record_maps_channels_and_alarm(tmp_path: Path) -> None:
     assert detect_suite(tmp_path) == "challenge2015"
     [rec] = load_challenge2015(tmp_path, prefix="t-")
     assert rec.patient_id == "t-a001l"
-    assert set(rec.channels) == {Signal.ECG, Signal.PPG}
+    assert set(rec.channels) == {Signal.ECG, Signal.PPG, Signal.ABP}
     assert rec.channel_names[Signal.ECG] == "II"
+    assert rec.channel_names[Signal.ABP] == "ABP"
+    assert rec.channels[Signal.ABP][0].max() == pytest.approx(100.0, abs=0.1)  # mmHg kept
     x, fs = rec.channels[Signal.ECG]
     assert fs == FS and x.dtype == np.float32 and len(x) == 20 * FS
     assert np.isfinite(x).all()

@@ -52,9 +52,20 @@ def test_json_is_accepted_too() -> None:
     assert back.signal is Signal.PPG and back.fs == 125.0 and back.n == 250
 
 
+def test_arterial_pressure_travels_in_mmhg() -> None:
+    c = chunk(signal="abp", fs=125, samples=80 + 40 * np.abs(np.sin(np.arange(125) / 20)))
+    assert c.units == "mmHg"
+    for data in (encode_chunk(c), encode_chunk_json(c)):
+        back = decode_chunk(data, now_ms=NOW)
+        assert back.signal is Signal.ABP and back.units == "mmHg"
+        np.testing.assert_array_equal(back.samples, c.samples)
+    assert Signal.ABP.topic == "vitals.abp"
+
+
 @pytest.mark.parametrize(
     ("overrides", "reason"),
     [
+        ({"signal": "abp", "fs": 125, "units": "kPa"}, "unsupported_units"),
         ({"fs": 50}, "sampling_rate_out_of_range"),
         ({"signal": "resp", "fs": 2}, "sampling_rate_out_of_range"),
         ({"samples": np.array([1.0, np.nan])}, "non_finite_samples"),
