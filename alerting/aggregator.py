@@ -248,15 +248,58 @@ def _shift(s: TypeSettings, level: int, *, above: bool) -> float:
     return s.threshold + step if above else s.threshold - step
 
 
+def _ecg_leads(f: VitalsFinding) -> list[tuple[str, EcgFindings]]:
+    """The ECG leads that can say anything (present, not lead-off), the first lead first."""
+    leads = [("first lead", f.ecg), ("second lead", f.ecg2)]
+    return [(name, lead) for name, lead in leads if lead is not None and not lead.lead_off]
+
+
+def _lead_for(f: VitalsFinding, s: TypeSettings) -> tuple[EcgFindings | None, str | None, str]:
+    """(lead, gate, note) for a criterion judged on one lead: the first lead when it passes
+    the type's quality gate, else the second lead when that one does (a noisy or
+    disconnected first lead no longer hides a rhythm the second shows), else the first
+    lead with its gate reason. The caller decides whether a gated first lead still vetoes
+    the second (:func:`_vetoed_by_first`)."""
+    leads = _ecg_leads(f)
+    if not leads:
+        return None, None, ""
+    for i, (name, lead) in enumerate(leads):
+        if _ecg_quality_problem(lead, s) is None:
+            return lead, None, "" if i == 0 else f" ({name})"
+    return leads[0][1], _ecg_quality_problem(leads[0][1], s), ""
+
+
+def _vetoed_by_first(f: VitalsFinding, value: float | None, clear: bool | None) -> bool:
+    """A first lead that failed the quality gate still counts beats. When the second lead
+    is judged instead and the first lead's own value is past the clear bound (steady QRS
+    detections at a normal rate), the second lead's alarm value is more likely its own
+    missed beats (a small QRS on that lead) than the rhythm: MIT-BIH 223 (VT-like mixed
+    morphology fails the first lead's template gate at 112 bpm while V1 misses beats)."""
+    return f.ecg is not None and not f.ecg.lead_off and value is not None and bool(clear)
+
+
 def _assess_asystole(f: VitalsFinding, s: TypeSettings, level: int) -> Assessment:
-    ecg = _judged_ecg(f)
-    if ecg is None or ecg.max_pause_s is None or s.threshold is None:
+    if s.threshold is None:
         return UNKNOWN
-    pause = ecg.max_pause_s
+    leads = [(name, lead) for name, lead in _ecg_leads(f) if lead.max_pause_s is not None]
+    if not leads:
+        return UNKNOWN
+    good = [(name, lead) for name, lead in leads if _ecg_quality_problem(lead, s) is None]
+    # A QRS on any lead that passes the gate ends the pause: a lead whose complexes fade
+    # (low amplitude, electrode drift) is the classic false asystole of one-lead monitors.
+    # A lead that fails the gate still ends it when it kept detecting QRS complexes well
+    # inside the pause (its own pause below the clear bound; see _vetoed_by_first).
+    vetoes = [(name, lead) for name, lead in leads if (name, lead) not in good
+              and s.clear_threshold is not None and (lead.max_pause_s or 0.0) < s.clear_threshold]
+    judged = (good + vetoes) if good else leads[:1]
+    name, lead = min(judged, key=lambda nl: nl[1].max_pause_s or 0.0)
+    pause = float(lead.max_pause_s or 0.0)
     met = pause >= s.threshold
     clear = s.clear_threshold is None or pause < s.clear_threshold
-    msg = f"asystole: no QRS for {pause:.1f} s"
-    return _finish(met, met, clear, pause, msg, s, gate=_ecg_quality_problem(ecg, s),
+    where = " on both leads" if len(good) == 2 else (f" ({name})" if name != "first lead" else "")
+    msg = f"asystole: no QRS for {pause:.1f} s{where}"
+    gate = None if good else _ecg_quality_problem(lead, s)
+    return _finish(met, met, clear, pause, msg, s, gate=gate,
                    contradiction=_pulse_through(f, pause) if met else None)
 
 
@@ -332,18 +375,25 @@ def _rate_contradiction(f: VitalsFinding, s: TypeSettings, threshold: float,
 
 def _assess_extreme_rate(f: VitalsFinding, s: TypeSettings, level: int, *,
                          above: bool) -> Assessment:
-    ecg = _judged_ecg(f)
+    ecg, gate, where = _lead_for(f, s)
     if ecg is None or s.threshold is None:
         return UNKNOWN
     hr = ecg.hr_max_17beats if above else ecg.hr_min_5beats
+    if where and f.ecg is not None:
+        first = f.ecg.hr_max_17beats if above else f.ecg.hr_min_5beats
+        clear_thr = s.clear_threshold
+        first_clear = None if first is None or clear_thr is None else (
+            first <= clear_thr if above else first >= clear_thr)
+        if _vetoed_by_first(f, first, first_clear):
+            ecg, hr, where = f.ecg, first, ""
     if hr is None:
         return UNKNOWN
     met = hr > s.threshold if above else hr < s.threshold
     clear_thr = s.clear_threshold
     clear = clear_thr is None or (hr <= clear_thr if above else hr >= clear_thr)
-    msg = (f"extreme tachycardia: {hr:.0f} bpm over 17 beats" if above
-           else f"extreme bradycardia: {hr:.0f} bpm over 5 beats")
-    return _finish(met, met, clear, hr, msg, s, gate=_ecg_quality_problem(ecg, s),
+    msg = (f"extreme tachycardia: {hr:.0f} bpm over 17 beats{where}" if above
+           else f"extreme bradycardia: {hr:.0f} bpm over 5 beats{where}")
+    return _finish(met, met, clear, hr, msg, s, gate=gate,
                    contradiction=_rate_contradiction(f, s, s.threshold, above) if met else None,
                    lower_is_worse=not above)
 

@@ -156,7 +156,7 @@ CATALOGUE: dict[AlertType, AlertDefinition] = {
     d.type: d
     for d in (
         _d(A.ASYSTOLE, Priority.HIGH, True, "s",
-           "no QRS complex for >= threshold s (ECG max_pause_s)"),
+           "no QRS complex for >= threshold s on any usable ECG lead (ecg/ecg2 max_pause_s)"),
         _d(A.VFIB, Priority.HIGH, True, "s",
            "ventricular fibrillation/flutter for >= threshold s of the window (ECG vf_seconds); "
            "not while an arterial line or PPG keeps pulsing or >= 2 and at least half of the newest beats are "

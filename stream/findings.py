@@ -99,6 +99,9 @@ class VitalsFinding:
     t_ms: int  # end of the analysed window (event time)
     window_s: float
     ecg: EcgFindings | None = None
+    # The second ECG lead, when the device sends one: DSP measurements only (beats,
+    # pauses, rates, quality); the model fields stay at their defaults.
+    ecg2: EcgFindings | None = None
     ppg: PpgFindings | None = None
     resp: RespFindings | None = None
     abp: AbpFindings | None = None
@@ -127,7 +130,8 @@ class VitalsFinding:
             raise ValueError(f"unsupported findings schema_version {obj.get('schema_version')!r}")
         known = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in obj.items() if k in known}
-        subs = (("ecg", EcgFindings), ("ppg", PpgFindings), ("resp", RespFindings), ("abp", AbpFindings))
+        subs = (("ecg", EcgFindings), ("ecg2", EcgFindings), ("ppg", PpgFindings), ("resp", RespFindings),
+                ("abp", AbpFindings))
         for key, sub in subs:
             if kwargs.get(key) is not None:
                 kwargs[key] = sub(**kwargs[key])

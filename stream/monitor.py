@@ -140,7 +140,7 @@ class _Track:
         self.flat_since = None
         self.last_value = None
         self.breath_amplitude = None
-        if self.signal is Signal.ECG:
+        if self.signal in (Signal.ECG, Signal.ECG2):
             self.detector = StreamingRPeakDetector(fs)
         elif self.signal in (Signal.PPG, Signal.ABP):  # both are pulse waves
             self.detector = StreamingPulseDetector(fs)
@@ -281,6 +281,7 @@ class PatientMonitor:
         ring_s = window_s + horizon_s + 2.0
         self.tracks: dict[Signal, _Track] = {
             Signal.ECG: _Track(Signal.ECG, ring_s, horizon_s),
+            Signal.ECG2: _Track(Signal.ECG2, ring_s, horizon_s),
             Signal.PPG: _Track(Signal.PPG, ring_s, horizon_s),
             Signal.ABP: _Track(Signal.ABP, ring_s, horizon_s),
             Signal.RESP: _Track(Signal.RESP, max(ring_s, RESP_LOOKBACK_S + horizon_s), horizon_s),
@@ -316,7 +317,7 @@ class PatientMonitor:
         windows = [self._window(t) for t in self.schedule.due(self._ready_until())]
         # A window in which no signal has any data (the devices were silent) is not a
         # measurement; the worker reports silence from its wall-clock timers.
-        return [w for w in windows if w.ecg or w.ppg or w.abp or w.resp]
+        return [w for w in windows if w.ecg or w.ecg2 or w.ppg or w.abp or w.resp]
 
     def _live(self) -> list[_Track]:
         return [t for t in self.tracks.values() if t.fs > 0]
@@ -326,7 +327,7 @@ class PatientMonitor:
         if not live:
             return None
         newest = max(t.end_ms for t in live)
-        for t in live:  # ECG, PPG, ABP, RESP order
+        for t in live:  # ECG, ECG2, PPG, ABP, RESP order
             if t.end_ms >= newest - self.window_s * 1000.0:
                 return t
         return live[0]
@@ -353,6 +354,10 @@ class PatientMonitor:
         ecg = self.tracks[Signal.ECG]
         if ecg.fs > 0:
             self._ecg_window(ecg, start_ms, end_ms, wa, gaps)
+        ecg2 = self.tracks[Signal.ECG2]
+        if ecg2.fs > 0:
+            lead = self._ecg_lead(ecg2, start_ms, end_ms, gaps)
+            wa.ecg2 = None if lead is None else lead.findings
         ppg = self.tracks[Signal.PPG]
         if ppg.fs > 0:
             wa.ppg = self._ppg_findings(ppg, start_ms, end_ms, gaps)
@@ -363,18 +368,15 @@ class PatientMonitor:
         wa.gaps = tuple(gaps)
         return wa
 
-    def _ecg_window(
-        self, tr: _Track, start_ms: float, end_ms: float, wa: WindowAnalysis, gaps: list[str]
-    ) -> None:
+    def _ecg_lead(self, tr: _Track, start_ms: float, end_ms: float, gaps: list[str]) -> _LeadWindow | None:
+        """The DSP measurements of one ECG lead over the window (None: no data at all)."""
         i0, i1 = tr.index_at(start_ms), tr.index_at(end_ms)
         raw = tr.raw.read(i0, i1)
         missing = np.isnan(raw)
+        if missing.any():
+            gaps.append(tr.signal.value)
         if missing.all():
-            gaps.append("ecg")
-            return
-        has_gap = bool(missing.any())
-        if has_gap:
-            gaps.append("ecg")
+            return None
         bp = tr.filtered.read(i0, i1)
         fs = tr.fs
         events = tr.events_between(i0, i1)
@@ -389,7 +391,7 @@ class PatientMonitor:
         pause = self._pause(tr, events, prev, i0, i1)
         sdnn, rmssd = hrv.hrv_time(rr_s * 1000.0)
         usable = quality.usable and not lead_off
-        wa.ecg = EcgFindings(
+        findings = EcgFindings(
             quality=quality.quality,
             usable=bool(usable),
             lead_off=bool(lead_off),
@@ -402,6 +404,18 @@ class PatientMonitor:
             rmssd_ms=rmssd,
             rr_irregularity=hrv.rr_irregularity(rr_s),
         )
+        return _LeadWindow(findings, i0, i1, bp, idx, events, bool(missing.any()))
+
+    def _ecg_window(
+        self, tr: _Track, start_ms: float, end_ms: float, wa: WindowAnalysis, gaps: list[str]
+    ) -> None:
+        """The first lead: its measurements plus what the models need."""
+        lead = self._ecg_lead(tr, start_ms, end_ms, gaps)
+        if lead is None:
+            return
+        wa.ecg = lead.findings
+        i0, i1, bp, idx, events = lead.i0, lead.i1, lead.filtered, lead.beats, lead.events
+        has_gap, lead_off, fs = lead.has_gap, lead.findings.lead_off, tr.fs
         wa.ecg_fs = fs
         # The models run on every window that is not a technical fault, usable or not: a
         # window mixing sinus and ventricular beats (VT onset) or a fibrillating one has a
@@ -585,6 +599,17 @@ class PatientMonitor:
             return None
         est, name, pause = best
         return RespFindings(est.rate_bpm, name, est.quality, bool(est.usable), pause)
+
+
+@dataclass(frozen=True, slots=True)
+class _LeadWindow:
+    findings: EcgFindings
+    i0: int  # grid index of the window start
+    i1: int
+    filtered: np.ndarray
+    beats: np.ndarray  # grid indices of the window's beats
+    events: list[_Event]
+    has_gap: bool
 
 
 @dataclass(frozen=True, slots=True)

@@ -135,6 +135,7 @@ class VitalsPipeline:
             t_ms=window.t_ms,
             window_s=window.window_s,
             ecg=ecg,
+            ecg2=window.ecg2,
             ppg=window.ppg,
             resp=window.resp,
             abp=window.abp,

@@ -10,7 +10,7 @@ Wire formats (both accepted by :func:`decode_chunk`):
       offset  size  field
       0       2     magic  b"VS"
       2       1     schema version (uint8, currently 1)
-      3       1     signal code (uint8: 1 = ecg, 2 = ppg, 3 = resp, 4 = abp)
+      3       1     signal code (uint8: 1 = ecg, 2 = ppg, 3 = resp, 4 = abp, 5 = ecg2)
       4       4     sampling rate in Hz (float32)
       8       8     timestamp of the first sample, epoch milliseconds (int64)
       16      8     sequence number per (device, signal) (uint64)
@@ -50,6 +50,10 @@ _HEADER = struct.Struct("<2sBBfqQI")  # magic, version, signal, fs, ts_ms, seq, 
 
 class Signal(StrEnum):
     ECG = "ecg"
+    # A second ECG lead of the same patient (e.g. V when ``ecg`` is lead II). It is not
+    # classified by the models; its beats corroborate the first lead's pauses and rates,
+    # as bedside monitors judge asystole on several leads.
+    ECG2 = "ecg2"
     PPG = "ppg"
     RESP = "resp"
     # Invasive arterial blood pressure (an arterial line, mmHg): ICU bedside monitors carry
@@ -61,7 +65,7 @@ class Signal(StrEnum):
         return f"vitals.{self.value}"
 
 
-_SIGNAL_CODES: dict[Signal, int] = {Signal.ECG: 1, Signal.PPG: 2, Signal.RESP: 3, Signal.ABP: 4}
+_SIGNAL_CODES: dict[Signal, int] = {Signal.ECG: 1, Signal.PPG: 2, Signal.RESP: 3, Signal.ABP: 4, Signal.ECG2: 5}
 _CODE_SIGNALS = {code: sig for sig, code in _SIGNAL_CODES.items()}
 
 # Plausible sampling rates per signal. ECG below 100 Hz cannot resolve a QRS complex
@@ -69,11 +73,14 @@ _CODE_SIGNALS = {code: sig for sig, code in _SIGNAL_CODES.items()}
 # respiration are slow signals that gateways commonly decimate.
 SAMPLING_RATE_RANGE_HZ: dict[Signal, tuple[float, float]] = {
     Signal.ECG: (100.0, 2000.0),
+    Signal.ECG2: (100.0, 2000.0),
     Signal.PPG: (20.0, 1000.0),
     Signal.RESP: (4.0, 1000.0),
     Signal.ABP: (20.0, 1000.0),
 }
-DEFAULT_UNITS: dict[Signal, str] = {Signal.ECG: "mV", Signal.PPG: "au", Signal.RESP: "au", Signal.ABP: "mmHg"}
+DEFAULT_UNITS: dict[Signal, str] = {
+    Signal.ECG: "mV", Signal.ECG2: "mV", Signal.PPG: "au", Signal.RESP: "au", Signal.ABP: "mmHg"
+}
 MAX_CHUNK_SECONDS = 10.0
 MAX_ID_BYTES = 64
 # Timestamps before 2000-01-01 are device clocks that were never set.

@@ -1,8 +1,9 @@
 """Read one recording file for ``vitalstream publish``: a CSV or a WFDB record.
 
-Pure and read-only. Channel mapping follows :mod:`stream.replay.records` (one ECG lead,
-lead II/MLII preferred; PLETH -> ppg; RESP -> resp), so a file published by hand reaches
-the pipeline exactly as the same file replayed would.
+Pure and read-only. Channel mapping follows :mod:`stream.replay.records` (lead II/MLII
+preferred as the first ECG lead, the best other lead as ``ecg2``; PLETH -> ppg; ABP/ART ->
+abp; RESP -> resp), so a file published by hand reaches the pipeline exactly as the same
+file replayed would.
 
 CSV: a header row; an optional time column (``time``, ``t``, ``timestamp``,
 ``Time [s]``, ... in seconds, or milliseconds when its name says ``ms``) from which the

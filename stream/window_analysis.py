@@ -21,6 +21,7 @@ class WindowAnalysis:
     t_ms: int  # end of the window, event time
     window_s: float
     ecg: EcgFindings | None = None  # DSP fields filled; model fields left at defaults
+    ecg2: EcgFindings | None = None  # the second lead: DSP fields only, never classified
     ppg: PpgFindings | None = None
     resp: RespFindings | None = None
     abp: AbpFindings | None = None

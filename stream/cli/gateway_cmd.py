@@ -133,7 +133,7 @@ def publish(
     ] = None,
     column: Annotated[
         list[str] | None,
-        typer.Option("--column", help="CSV column mapping NAME=ecg|ppg|resp (repeatable)."),
+        typer.Option("--column", help="CSV column mapping NAME=ecg|ecg2|ppg|abp|resp (repeatable)."),
     ] = None,
     time_column: Annotated[str | None, typer.Option(help="CSV time column name.")] = None,
     speed: Annotated[

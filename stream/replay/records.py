@@ -3,14 +3,15 @@
 Pure and read-only: nothing here writes next to the recordings or talks to Kafka/Redis.
 
 Every loader returns :class:`Recording` objects whose ``channels`` map a pipeline signal
-(``ecg``/``ppg``/``resp``) to ``(samples float32, fs)``. Channel mapping:
+(``ecg``/``ecg2``/``ppg``/``abp``/``resp``) to ``(samples float32, fs)``. Channel mapping:
 
-* ECG: one lead per patient (the pipeline has one ECG stream per patient). Lead II (or
-  MLII, the modified lead II of MIT-BIH) is preferred because the pipeline's QRS detector
-  and models are tuned on it; it is only passed over when its quality is clearly worse
-  than another lead's (see :func:`ecg_lead_quality`).
-* PPG: ``PLETH``. RESP: ``RESP`` (impedance pneumography). ABP and everything else is
-  ignored: the pipeline has no arterial-pressure stream.
+* ECG: the first lead (``ecg``, the one the models classify) is lead II (or MLII, the
+  modified lead II of MIT-BIH) because the pipeline's QRS detector and models are tuned
+  on it; it is only passed over when its quality is clearly worse than another lead's
+  (see :func:`ecg_lead_quality`). The best of the remaining leads, if any, is the second
+  lead (``ecg2``), which corroborates the first one's pauses and rates.
+* PPG: ``PLETH``. ABP: the arterial line (``ABP``, ``ART``). RESP: ``RESP`` (impedance
+  pneumography). Everything else is ignored.
 
 Missing samples (NaN; CinC 2015 has them) are handled by :func:`fill_short_gaps`: runs up
 to :data:`MAX_INTERPOLATED_GAP_S` are linearly interpolated (a dropped sample or two of
@@ -243,8 +244,12 @@ def map_channels(
     if lead is not None:
         picked[Signal.ECG] = ecg_leads[lead][0]
         chosen[Signal.ECG] = lead
+        second = choose_ecg_lead({k: v for k, v in ecg_leads.items() if k != lead})
+        if second is not None:
+            picked[Signal.ECG2] = ecg_leads[second][0]
+            chosen[Signal.ECG2] = second
     channels: dict[Signal, tuple[np.ndarray, float]] = {}
-    for sig in (Signal.ECG, Signal.PPG, Signal.ABP, Signal.RESP):
+    for sig in (Signal.ECG, Signal.ECG2, Signal.PPG, Signal.ABP, Signal.RESP):
         if sig not in picked:
             continue
         x = fill_short_gaps(picked[sig], fs)

@@ -60,7 +60,7 @@ class FindingRecord:
     resp_rate_bpm: float | None
     hr_bpm: float | None
     gaps: tuple[str, ...] = ()
-    signals: tuple[str, ...] = ()  # the signals with their own findings in the window (ecg, ppg)
+    signals: tuple[str, ...] = ()  # the signals with their own findings in the window (ecg, ecg2, ppg, abp)
 
     @classmethod
     def of(cls, f: Any) -> FindingRecord:
@@ -73,13 +73,13 @@ class FindingRecord:
             tuple(f.gaps),
             # Respiration may come from the RESP channel or be derived from ECG/PPG, so its
             # presence says nothing about the RESP signal's data.
-            tuple(name for name in ("ecg", "ppg") if getattr(f, name) is not None),
+            tuple(name for name in ("ecg", "ecg2", "ppg", "abp") if getattr(f, name) is not None),
         )
 
 
 def findings_completeness(findings: dict[str, list[FindingRecord]]) -> dict[str, int]:
     """How complete the windows were, to compare routes and runs: windows with a gap, and
-    windows that closed without ECG or PPG findings where the same patient's other windows
+    windows that closed without ECG, PPG or ABP findings (either ECG lead) where the same patient's other windows
     had them (a signal lagging the others by more than a window does not hold windows back,
     so cross-topic skew would show up there rather than as a gap)."""
     missing = 0

@@ -217,6 +217,49 @@ def test_asystole_with_stopped_ppg_is_raised() -> None:
     assert [(e.type, e.priority) for e in out] == [("asystole", "high")]
 
 
+def test_a_qrs_on_the_second_lead_ends_the_first_leads_pause() -> None:
+    """Fading complexes on one lead are the classic false asystole: the second lead decides."""
+    paused = ecg(max_pause_s=5.0, n_beats=2)
+    _, out = run([finding(0, ecg=paused, ecg2=ecg(max_pause_s=1.0))])
+    assert out == []
+    _, out = run([finding(0, ecg=paused, ecg2=ecg(max_pause_s=4.6))])
+    assert [(e.type, e.priority) for e in out] == [("asystole", "high")]
+    assert "on both leads" in out[0].message
+    # A disconnected second lead changes nothing.
+    _, out = run([finding(0, ecg=paused, ecg2=ecg(lead_off=True, max_pause_s=None))])
+    assert [e.type for e in out] == ["asystole"]
+
+
+def test_asystole_on_the_second_lead_when_the_first_fails_the_gate() -> None:
+    noisy = ecg(quality=0.3, usable=False, max_pause_s=3.2)  # noise detected as a beat
+    _, out = run([finding(0, ecg=noisy, ecg2=ecg(max_pause_s=4.4))])
+    assert [(e.type, e.priority) for e in out] == [("asystole", "high")]
+    assert "(second lead)" in out[0].message
+    # Without a second lead only the first one's 3.2 s pause is known: no asystole.
+    _, out = run([finding(0, ecg=noisy)])
+    assert "asystole" not in [e.type for e in out]
+
+
+def test_a_gated_first_lead_still_counting_beats_vetoes_the_second() -> None:
+    """MIT-BIH 223: mixed morphology fails the first lead's template gate while it keeps
+    detecting every QRS; the second lead, with smaller complexes, misses beats."""
+    steady = ecg(quality=0.58, usable=False, max_pause_s=0.66, hr_min_5beats=105.0)
+    missing = ecg(max_pause_s=5.0, hr_min_5beats=36.0)
+    _, out = run([finding(0, ecg=steady, ecg2=missing)])
+    assert [e.type for e in out if e.priority == "high"] == []
+
+
+def test_extreme_brady_on_the_second_lead_when_the_first_fails_the_gate() -> None:
+    first = ecg(quality=0.4, usable=False, hr_min_5beats=42.7)
+    _, out = run([finding(0, ecg=first, ecg2=ecg(hr_min_5beats=39.0))])
+    raised = [e for e in out if e.type == "extreme_brady"]
+    assert [(e.event, e.priority) for e in raised] == [("raised", "high")]
+    assert "39 bpm over 5 beats (second lead)" in raised[0].message
+    # The first lead's own rate decides while it passes the gate.
+    _, out = run([finding(0, ecg=ecg(hr_min_5beats=60.0), ecg2=ecg(hr_min_5beats=39.0))])
+    assert [e.type for e in out] == []
+
+
 def test_asystole_with_a_pulsing_arterial_line_is_suppressed() -> None:
     script = [finding(i, ecg=ecg(max_pause_s=5.0, n_beats=2), abp=abp(max_pause_s=1.1))
               for i in range(3)]

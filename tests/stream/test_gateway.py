@@ -310,12 +310,14 @@ def test_wfdb_record_prefers_lead_ii(tmp_path: Path) -> None:
         write_dir=str(tmp_path),
     )
     source = load_source(tmp_path / "rec1.hea")
-    assert source.channel_names == {Signal.ECG: "II", Signal.PPG: "PLETH", Signal.RESP: "RESP"}
+    assert source.channel_names == {
+        Signal.ECG: "II", Signal.ECG2: "V", Signal.PPG: "PLETH", Signal.RESP: "RESP"}
     ecg, fs_ecg = source.channels[Signal.ECG]
     assert fs_ecg == 250.0 and len(ecg) == 1500
     np.testing.assert_allclose(ecg, signals[:, 1], atol=1e-3)
+    np.testing.assert_allclose(source.channels[Signal.ECG2][0], signals[:, 0], atol=1e-3)
     chunks = chunk_signals("p", "d", source.channels, START_MS)
-    assert len(chunks) == 18
+    assert len(chunks) == 24  # 6 s of four signals
 
 
 def test_cli_simulate_writes_recordings(tmp_path: Path) -> None:

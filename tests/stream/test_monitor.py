@@ -12,7 +12,7 @@ from stream.windows import ChunkStatus
 from tests.stream.test_dsp_abp import arterial_wave
 
 T0 = 1_700_000_000_000
-RATES = {"ecg": 250, "ppg": 125, "resp": 25, "abp": 125}
+RATES = {"ecg": 250, "ecg2": 250, "ppg": 125, "resp": 25, "abp": 125}
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +25,7 @@ def signals() -> dict[str, np.ndarray]:
         "ppg": nk.ppg_simulate(duration=d, sampling_rate=125, heart_rate=72, random_state=1),
         "resp": nk.rsp_simulate(duration=d, sampling_rate=25, respiratory_rate=15, random_state=1),
         "abp": arterial_wave(systolic=118.0, diastolic=76.0, rate=72.0, seconds=d),
+        "ecg2": 0.4 * nk.ecg_simulate(duration=d, sampling_rate=250, heart_rate=72, noise=0.02, random_state=1),
     }
 
 
@@ -144,6 +145,21 @@ def test_arterial_line_gives_pressures_and_pulse(signals) -> None:
         assert w.abp.systolic_mmhg == pytest.approx(118.0, abs=0.5)
         assert w.abp.diastolic_mmhg == pytest.approx(76.0, abs=0.5)
         assert w.abp.max_pause_s < 1.0
+
+
+def test_second_ecg_lead_is_measured_but_not_classified(signals) -> None:
+    signals = dict(signals)
+    second = signals["ecg2"].copy()
+    second[250 * 20 :] = 0.002 * np.sin(np.arange(second.size - 250 * 20))  # complexes vanish at 20 s
+    signals["ecg2"] = second
+    windows, _ = run(PatientMonitor("p1"), chunks(signals, which=("ecg", "ecg2"), seconds=30))
+    by_end = {w.t_ms - T0: w for w in windows}
+    early, late = by_end[16_000], by_end[28_000]
+    assert early.ecg2 is not None and early.ecg2.usable and abs(early.ecg2.hr_bpm - 72) < 3
+    assert late.ecg2 is not None and late.ecg2.max_pause_s >= 7.5
+    assert late.ecg.max_pause_s < 1.2  # the first lead keeps its own beats
+    # Only the first lead feeds the models.
+    assert late.ecg_window is not None and late.ecg2.beat_counts == {}
 
 
 def test_abp_only_patient_advances_on_abp(signals) -> None:

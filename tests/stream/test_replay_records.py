@@ -124,8 +124,9 @@ def test_wfdb_challenge_record_maps_channels_and_alarm(tmp_path: Path) -> None:
     assert detect_suite(tmp_path) == "challenge2015"
     [rec] = load_challenge2015(tmp_path, prefix="t-")
     assert rec.patient_id == "t-a001l"
-    assert set(rec.channels) == {Signal.ECG, Signal.PPG, Signal.ABP}
+    assert set(rec.channels) == {Signal.ECG, Signal.ECG2, Signal.PPG, Signal.ABP}
     assert rec.channel_names[Signal.ECG] == "II"
+    assert rec.channel_names[Signal.ECG2] == "V"
     assert rec.channel_names[Signal.ABP] == "ABP"
     assert rec.channels[Signal.ABP][0].max() == pytest.approx(100.0, abs=0.1)  # mmHg kept
     x, fs = rec.channels[Signal.ECG]
@@ -177,7 +178,7 @@ def test_bidmc_csv_maps_pleth_resp_and_ii_and_reads_breaths(tmp_path: Path) -> N
     assert detect_suite(tmp_path) == "bidmc"
     rec = load_bidmc_csv(tmp_path / "bidmc_07_Signals.csv.gz")
     assert rec.name == "bidmc07"
-    assert rec.channel_names == {Signal.ECG: "II", Signal.PPG: "PLETH", Signal.RESP: "RESP"}
+    assert rec.channel_names == {Signal.ECG: "II", Signal.ECG2: "V", Signal.PPG: "PLETH", Signal.RESP: "RESP"}
     assert all(fs_ == pytest.approx(125.0) for _, fs_ in rec.channels.values())
     assert rec.duration_s == pytest.approx(20.0)
     np.testing.assert_allclose(rec.annotations.breaths_s[0], breaths / fs)
@@ -204,10 +205,11 @@ def test_real_records_of_each_kind_load(data_dir: Path) -> None:
     if (data_dir / "mitdb" / "101.hea").exists():
         [rec] = load_mitdb(data_dir / "mitdb", ["101"])
         assert rec.channel_names[Signal.ECG] == "MLII"
+        assert rec.channel_names[Signal.ECG2] == "V1"
         assert len(rec.annotations.beat_times_s) > 1800
     if (data_dir / "bidmc" / "bidmc_01_Signals.csv.gz").exists():
         [rec] = load_bidmc(data_dir / "bidmc", ["bidmc01"])
-        assert set(rec.channels) == {Signal.ECG, Signal.PPG, Signal.RESP}
+        assert set(rec.channels) == {Signal.ECG, Signal.ECG2, Signal.PPG, Signal.RESP}
         assert rec.channels[Signal.RESP][1] == pytest.approx(125.0)
         assert rec.duration_s == pytest.approx(480.0, abs=0.1)
         assert len(rec.annotations.breaths_s) == 2

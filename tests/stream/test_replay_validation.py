@@ -163,13 +163,16 @@ def test_in_process_validation_on_real_cinc_records(data_dir: Path, tmp_path: Pa
     assert "without Kafka or Redis" in (tmp_path / "report.md").read_text()
 
 
-def test_arterial_line_overrules_a_false_asystole_on_a_real_record(data_dir: Path, tmp_path: Path) -> None:
+def test_arterial_line_and_second_lead_on_real_asystole_alarms(data_dir: Path, tmp_path: Path) -> None:
     """CinC 2015 a109l has no PPG: its ECG loses the QRS for > 4 s at the alarm while the
-    arterial line keeps pulsing. Before the ABP was read this was a false asystole alert."""
+    arterial line keeps pulsing (false alarm). a639l: noise on lead II is taken for a QRS
+    in the final pause, while lead V shows the > 4 s asystole (true alarm). Before the ABP
+    and the second lead were read, both were decided wrongly."""
     from stream.replay.validation import run_validation
 
     metrics = run_validation(
-        "challenge2015", data_dir / "challenge2015", tmp_path, ["a109l"], in_process=True, jobs=1
+        "challenge2015", data_dir / "challenge2015", tmp_path, ["a109l", "a639l"], in_process=True, jobs=1
     )
-    assert [(d["record"], d["outcome"]) for d in metrics["decisions"]] == [("a109l", "TN")]
+    outcomes = {d["record"]: d["outcome"] for d in metrics["decisions"]}
+    assert outcomes == {"a109l": "TN", "a639l": "TP"}
     assert "asystole" not in [alert[0] for alert in metrics["alerts"]["a109l"]]

@@ -62,6 +62,13 @@ def test_arterial_pressure_travels_in_mmhg() -> None:
     assert Signal.ABP.topic == "vitals.abp"
 
 
+def test_second_ecg_lead_has_its_own_code_and_topic() -> None:
+    c = chunk(signal="ecg2")
+    back = decode_chunk(encode_chunk(c), now_ms=NOW)
+    assert back.signal is Signal.ECG2 and back.units == "mV"
+    assert encode_chunk(c)[3] == 5 and Signal.ECG2.topic == "vitals.ecg2"
+
+
 @pytest.mark.parametrize(
     ("overrides", "reason"),
     [
