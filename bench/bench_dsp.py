@@ -8,6 +8,8 @@ Run: ``python bench/bench_dsp.py [--data-dir DIR] [--seconds 300]``
    implementation does every hop. Prints the cost per hop of each and the ratio.
 2. ECG 250 Hz + PPG 125 Hz + RESP 25 Hz through the monitor: CPU seconds per second of
    signal, hence how many patients one core could keep up with in real time (DSP alone).
+3. The same for an ICU bed that also sends a second ECG lead (250 Hz) and an arterial
+   line (125 Hz; the PPG rescaled to 60-120 mmHg, a pulse wave of the same shape).
 
 ECG is a real MIT-BIH record resampled to 250 Hz when the data folder is there (PPG and
 RESP from a BIDMC record resampled to 125/25 Hz), else neurokit2-simulated signals.
@@ -46,8 +48,9 @@ def load_signals(data_dir: Path, seconds: int) -> tuple[dict[str, np.ndarray], s
     if (mit / "101.hea").is_file():
         import wfdb
 
-        rec = wfdb.rdrecord(str(mit / "101"), channels=[0], sampto=int(seconds * 360))
+        rec = wfdb.rdrecord(str(mit / "101"), channels=[0, 1], sampto=int(seconds * 360))
         ecg = _resample(rec.p_signal[:, 0], 360, ECG_FS)
+        ecg2 = _resample(rec.p_signal[:, 1], 360, ECG_FS)
         source = "MIT-BIH 101 (resampled 360 -> 250 Hz)"
         ppg = resp = None
         sig_file = bidmc / "bidmc_01_Signals.csv.gz"
@@ -63,7 +66,7 @@ def load_signals(data_dir: Path, seconds: int) -> tuple[dict[str, np.ndarray], s
             ]
             source += " + BIDMC 01 PLETH/RESP"
         if ppg is not None and resp is not None:
-            return {"ecg": ecg, "ppg": ppg, "resp": resp}, source
+            return {"ecg": ecg, "ecg2": ecg2, "ppg": ppg, "abp": _pressure(ppg), "resp": resp}, source
     else:
         source = "neurokit2 simulation"
     import neurokit2 as nk
@@ -79,14 +82,20 @@ def load_signals(data_dir: Path, seconds: int) -> tuple[dict[str, np.ndarray], s
             duration=seconds, sampling_rate=RESP_FS, respiratory_rate=15, random_state=0
         ),
     }
+    sim["ecg2"] = 0.5 * sim["ecg"]
     if source != "neurokit2 simulation":
-        sim["ecg"] = ecg  # real ECG, simulated PPG/RESP
+        sim["ecg"], sim["ecg2"] = ecg, ecg2  # real ECG, simulated PPG/RESP
         source += " + simulated PPG/RESP"
+    sim["abp"] = _pressure(sim["ppg"])
     return sim, source
 
 
+def _pressure(ppg: np.ndarray) -> np.ndarray:
+    return 60.0 + 60.0 * (ppg - ppg.min()) / max(float(np.ptp(ppg)), 1e-9)
+
+
 def make_chunks(signals: dict[str, np.ndarray], which: tuple[str, ...], seconds: int) -> list:
-    rates = {"ecg": ECG_FS, "ppg": PPG_FS, "resp": RESP_FS}
+    rates = {"ecg": ECG_FS, "ecg2": ECG_FS, "ppg": PPG_FS, "abp": PPG_FS, "resp": RESP_FS}
     out = []
     for k in range(seconds):
         for sig in which:
@@ -151,6 +160,16 @@ def main() -> None:
         f"{1e3 * cpu_per_signal_second:.3f} ms CPU per second of signal"
     )
     print(f"patients per core in real time (DSP alone): {1.0 / cpu_per_signal_second:.0f}")
+
+    icu_chunks = make_chunks(signals, ("ecg", "ecg2", "ppg", "abp", "resp"), args.seconds)
+    icu_cpu, n_win_icu = time_monitor(icu_chunks, args.repeats)
+    icu_per_second = icu_cpu / args.seconds
+    print(
+        f"ICU bed, + ECG2 250 Hz + ABP 125 Hz: {1e3 * icu_cpu / n_win_icu:.3f} ms per hop, "
+        f"{1e3 * icu_per_second:.3f} ms CPU per second of signal, "
+        f"{icu_cpu / all_cpu:.2f}x the three-signal patient"
+    )
+    print(f"ICU beds per core in real time (DSP alone): {1.0 / icu_per_second:.0f}")
 
 
 if __name__ == "__main__":
