@@ -340,6 +340,21 @@ FLUTTER_VF_S = 4.0
 FLUTTER_MIN_V_BEATS = 3
 
 
+def _second_lead_without_run(f: VitalsFinding, min_rate: float) -> str | None:
+    """The run criterion counts 5 ventricular beats faster than ``min_rate`` on the first
+    lead. A clean second lead (usable: its complexes match their template) that saw no 5
+    consecutive beats faster than that in the same window contradicts it: the "beats" were
+    noise or artefact on the first lead (CinC 2015 v513l). A real run shows on both leads;
+    during one the second lead's template breaks, and an unusable lead contradicts nothing.
+    Not applied to the flutter-like rule, whose point is that QRS detection undercounts."""
+    second = f.ecg2
+    if second is None or second.lead_off or not second.usable or second.hr_max_5beats is None:
+        return None
+    if second.hr_max_5beats <= min_rate:
+        return f"the second lead shows no 5 beats faster than {second.hr_max_5beats:.0f} bpm"
+    return None
+
+
 def _assess_vtach(f: VitalsFinding, s: TypeSettings, level: int) -> Assessment:
     ecg = _judged_ecg(f)
     if ecg is None or s.threshold is None:
@@ -348,7 +363,7 @@ def _assess_vtach(f: VitalsFinding, s: TypeSettings, level: int) -> Assessment:
         return UNKNOWN  # beats found but not classified: no beat model output
     run, rate = ecg.v_run_length, ecg.v_run_rate_bpm
     min_rate = s.secondary_threshold or 0.0
-    met = run >= s.threshold and rate is not None and rate > min_rate
+    run_met = met = run >= s.threshold and rate is not None and rate > min_rate
     clear = s.clear_threshold is None or run < s.clear_threshold
     rate_txt = f" at {rate:.0f} bpm" if rate is not None else ""
     msg = f"ventricular tachycardia: run of {run} ventricular beats{rate_txt}"
@@ -357,7 +372,9 @@ def _assess_vtach(f: VitalsFinding, s: TypeSettings, level: int) -> Assessment:
         met, clear = True, False
         msg = (f"ventricular tachycardia: flutter-like ventricular rhythm for {ecg.vf_seconds:.0f} s, "
                f"{n_v} of the newest beats ventricular (QRS detection undercounts it)")
-    return _finish(met, met, clear, float(run), msg, s, gate=_ecg_quality_problem(ecg, s))
+    contradiction = _second_lead_without_run(f, min_rate) if run_met else None
+    return _finish(met, met, clear, float(run), msg, s, gate=_ecg_quality_problem(ecg, s),
+                   contradiction=contradiction)
 
 
 def _rate_contradiction(f: VitalsFinding, s: TypeSettings, threshold: float,

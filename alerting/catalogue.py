@@ -164,7 +164,8 @@ CATALOGUE: dict[AlertType, AlertDefinition] = {
         _d(A.VTACH, Priority.HIGH, True, "beats",
            ">= threshold consecutive ventricular beats at > secondary_threshold bpm "
            "(ECG v_run_length, v_run_rate_bpm), or a flutter-like ventricular rhythm: VF "
-           "detector >= 4 s with >= 3 of the newest beats ventricular"),
+           "detector >= 4 s with >= 3 of the newest beats ventricular; a run is not raised "
+           "while a usable second lead shows no 5 beats faster than secondary_threshold"),
         _d(A.EXTREME_BRADY, Priority.HIGH, True, "bpm",
            "heart rate < threshold bpm over 5 consecutive beats (ECG hr_min_5beats)"),
         _d(A.EXTREME_TACHY, Priority.HIGH, True, "bpm",
@@ -212,9 +213,10 @@ DEFAULT_TYPE_SETTINGS: dict[AlertType, TypeSettings] = {
     # artefact) caused 2 of the 5 VF false alarms on the CinC 2015 training records.
     AlertType.VFIB: S(threshold=4.0, clear_threshold=2.0, min_quality=0.0, require_usable=False,
                       persistence_k=2, persistence_n=2, corroboration=C.SUPPRESS),
-    # Wide ventricular complexes lower the template correlation too: a lenient gate.
+    # Wide ventricular complexes lower the template correlation too: a lenient gate. The
+    # run criterion is contradicted by a clean second lead without 5 beats > 100 bpm.
     AlertType.VTACH: S(threshold=5, clear_threshold=3, secondary_threshold=100.0,
-                       min_quality=0.3, require_usable=False),
+                       min_quality=0.3, require_usable=False, corroboration=C.SUPPRESS),
     AlertType.EXTREME_BRADY: S(threshold=40.0, clear_threshold=45.0, corroboration=C.SUPPRESS),
     # A PPG pulse rate below the ECG rate must not silence extreme tachycardia: in fast
     # (especially irregular or ventricular) rhythms short-filled beats eject too little to

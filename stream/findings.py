@@ -30,9 +30,11 @@ class EcgFindings:
     # from the last beat to the window end (CinC 2015: asystole = no QRS for >= 4 s).
     max_pause_s: float | None = None
     # Lowest mean HR over any 5 consecutive beats / highest over any 17 consecutive beats
-    # (CinC 2015 extreme bradycardia / extreme tachycardia definitions).
+    # (CinC 2015 extreme bradycardia / extreme tachycardia definitions); highest over any
+    # 5 (a second lead's check of a ventricular run, >= 5 beats > 100 bpm).
     hr_min_5beats: float | None = None
     hr_max_17beats: float | None = None
+    hr_max_5beats: float | None = None  # fastest mean HR over any 5 consecutive beats
     sdnn_ms: float | None = None
     rmssd_ms: float | None = None
     rr_irregularity: float | None = None  # e.g. coefficient of variation of successive RR diffs

@@ -400,6 +400,7 @@ class PatientMonitor:
             max_pause_s=None if lead_off else pause,
             hr_min_5beats=None if lead_off else hrv.rate_extreme(times, 5, lowest=True),
             hr_max_17beats=None if lead_off else hrv.rate_extreme(times, 17, lowest=False),
+            hr_max_5beats=None if lead_off else hrv.rate_extreme(times, 5, lowest=False),
             sdnn_ms=sdnn,
             rmssd_ms=rmssd,
             rr_irregularity=hrv.rr_irregularity(rr_s),

@@ -605,6 +605,22 @@ def test_vtach_from_a_flutter_like_ventricular_rhythm_the_detector_undercounts()
         assert "vtach" not in [e.type for e in out]
 
 
+def test_vtach_run_needs_the_second_lead_not_to_contradict_it() -> None:
+    """Noise on the first lead classified as a ventricular run: a clean second lead without
+    5 beats faster than 100 bpm suppresses it; a fast, an unusable or no second lead does not."""
+    run6 = ecg(beat_counts={"N": 6, "V": 6}, v_run_length=6, v_run_rate_bpm=150.0)
+    state, out = run([finding(0, ecg=run6, ecg2=ecg(hr_max_5beats=88.0))])
+    assert out == [] and state.contradicted["vtach"] == 1
+    for second in (ecg(hr_max_5beats=148.0), ecg(hr_max_5beats=88.0, usable=False, quality=0.4),
+                   ecg(lead_off=True), None):
+        _, out = run([finding(0, ecg=run6, ecg2=second)])
+        assert [(e.type, e.priority) for e in out] == [("vtach", "high")], second
+    # The flutter-like rule exists because QRS detection undercounts: no veto there.
+    undercounted = ecg(beat_counts={"V": 3}, v_run_length=5, v_run_rate_bpm=75.0, vf_seconds=5.0)
+    _, out = run([finding(0, ecg=undercounted, ecg2=ecg(hr_max_5beats=80.0))])
+    assert [e.type for e in out] == ["vtach"]
+
+
 def test_extreme_brady_definition() -> None:
     _, out = run([finding(0, ecg=ecg(hr_min_5beats=38.0, hr_bpm=50.0))])
     assert [e.type for e in out] == ["extreme_brady"]

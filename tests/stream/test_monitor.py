@@ -59,6 +59,7 @@ def test_windows_every_hop_with_plausible_vitals(signals) -> None:
     for w in windows:
         assert w.ecg is not None and w.ecg.usable and not w.ecg.lead_off
         assert abs(w.ecg.hr_bpm - 72) < 3
+        assert w.ecg.hr_min_5beats <= w.ecg.hr_bpm + 1 and abs(w.ecg.hr_max_5beats - 72) < 6
         assert 10 <= w.ecg.n_beats <= 13
         assert w.ecg.max_pause_s < 1.2
         assert w.ecg_window is not None and w.ecg_window.size == 2500 and w.ecg_fs == 250
