@@ -249,7 +249,14 @@ def _shift(s: TypeSettings, level: int, *, above: bool) -> float:
 
 
 def _ecg_leads(f: VitalsFinding) -> list[tuple[str, EcgFindings]]:
-    """The ECG leads that can say anything (present, not lead-off), the first lead first."""
+    """The ECG leads that can say anything (present, not lead-off), the first lead first.
+
+    The second lead only corroborates or stands in for a first lead that is there but
+    off or failing its quality gate: a window without any first-lead data (its topic late
+    at start-up, a gap) is not judged on the second lead alone, whose detector may still
+    be settling and which was never validated on its own."""
+    if f.ecg is None:
+        return []
     leads = [("first lead", f.ecg), ("second lead", f.ecg2)]
     return [(name, lead) for name, lead in leads if lead is not None and not lead.lead_off]
 

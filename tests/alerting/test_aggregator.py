@@ -228,6 +228,9 @@ def test_a_qrs_on_the_second_lead_ends_the_first_leads_pause() -> None:
     # A disconnected second lead changes nothing.
     _, out = run([finding(0, ecg=paused, ecg2=ecg(lead_off=True, max_pause_s=None))])
     assert [e.type for e in out] == ["asystole"]
+    # Nor is the second lead judged alone when the first lead sent nothing for the window.
+    _, out = run([finding(0, ecg=None, ecg2=ecg(max_pause_s=6.0, hr_max_17beats=170.0))])
+    assert [e.type for e in out if e.priority == "high"] == []
 
 
 def test_asystole_on_the_second_lead_when_the_first_fails_the_gate() -> None:
