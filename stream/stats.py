@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 @dataclass
 class WorkerStats:
+    chunks_in: int = 0  # sample messages read (valid or dead-lettered)
     findings_in: int = 0
     emissions: int = 0
     actions: int = 0
@@ -20,6 +21,7 @@ class WorkerStats:
 
     def as_dict(self) -> dict[str, object]:
         return {
+            "chunks_in": self.chunks_in,
             "findings_in": self.findings_in,
             "alert_emissions": self.emissions,
             "care_actions": self.actions,

@@ -60,6 +60,7 @@ async def process_vitals(stream) -> None:  # type: ignore[no-untyped-def]
         windows: list[WindowAnalysis] = []
         for event in events:
             msg = event.message
+            worker_stats.chunks_in += 1
             progress.advance(msg.tp, msg.offset)
             try:
                 chunk = decode_event(event)

@@ -172,6 +172,7 @@ def run_pipeline(
                         hop_s=settings.hop_s,
                         window_s=settings.window_s,
                         flush_idle_s=REPLAY_FLUSH_IDLE_S,
+                        worker_chunks_in=lambda: (worker.stats() or {}).get("chunks_in"),
                     )
                 )
                 # The worker's own counters (dead letters, flushes held for lag, ...) at the end.
@@ -209,6 +210,7 @@ async def _replay_and_drain(
     flush_idle_s: float,
     throttle_timeout_s: float = REPLAY_THROTTLE_TIMEOUT_S,
     stall_s: float = 3.0,
+    worker_chunks_in: Callable[[], Any] | None = None,
 ) -> tuple[dict[str, list[FindingRecord]], dict[str, Any]]:
     from stream.replay.replayer import replay_to_kafka
     from stream.services import FINDINGS_TOPIC, VITALS_TOPICS, consumer_group_lag
@@ -231,7 +233,7 @@ async def _replay_and_drain(
     multi_signal = any(len(r.channels) > 1 for r in recordings)
     if not multi_signal:
         backlog_s = max(backlog_s, SINGLE_SIGNAL_THROTTLE_S)
-    throttle_waits = {"count": 0, "timeouts": 0, "wall_s": 0.0}
+    throttle_waits = {"count": 0, "timeouts": 0, "wall_s": 0.0, "read_timeouts": 0}
     # Patients that stopped producing findings although data was sent (the worker judged
     # the data unusable): not waited for again until their findings move.
     exempt: dict[str, int] = {}
@@ -261,13 +263,31 @@ async def _replay_and_drain(
                 late.append(pid)
         return late
 
+    async def read_everything_sent() -> None:
+        """Wait until the worker has read every chunk sent so far (its ``chunks_in``)."""
+        if worker_chunks_in is None:
+            return
+        deadline = time.monotonic() + throttle_timeout_s
+        while time.monotonic() < deadline:
+            read = await asyncio.to_thread(worker_chunks_in)
+            if isinstance(read, int) and read >= stats.chunks_sent:
+                return
+            await asyncio.sleep(0.05)
+        throttle_waits["read_timeouts"] += 1
+
     async def throttle(event_ms: int) -> None:
         # Each signal has its own topic: if the worker runs far behind the publisher, it
         # can read one topic ahead of another and see the lagging signal as a gap (its
         # re-order horizon is 3 s). Holding the replay within about one hop of the worker
         # keeps a replay equivalent to a live feed, whatever the speed.
+        # Findings alone cannot show it: the window closes on the first signal, and before a
+        # patient's first window closes there is no finding at all. So each throttle point
+        # (every hop when there are several signals) first waits until the worker has read
+        # everything sent: no topic can then run more than one hop ahead of another.
         started = time.monotonic()
         throttle_waits["count"] += 1
+        if multi_signal:
+            await read_everything_sent()
         seen, moved = collector.count, started
         while late := behind(event_ms):
             now = time.monotonic()
