@@ -270,9 +270,9 @@ def _lead_for(f: VitalsFinding, s: TypeSettings) -> tuple[EcgFindings | None, st
     leads = _ecg_leads(f)
     if not leads:
         return None, None, ""
-    for i, (name, lead) in enumerate(leads):
+    for name, lead in leads:
         if _ecg_quality_problem(lead, s) is None:
-            return lead, None, "" if i == 0 else f" ({name})"
+            return lead, None, "" if name == "first lead" else f" ({name})"
     return leads[0][1], _ecg_quality_problem(leads[0][1], s), ""
 
 

@@ -258,6 +258,10 @@ def test_extreme_brady_on_the_second_lead_when_the_first_fails_the_gate() -> Non
     raised = [e for e in out if e.type == "extreme_brady"]
     assert [(e.event, e.priority) for e in raised] == [("raised", "high")]
     assert "39 bpm over 5 beats (second lead)" in raised[0].message
+    # A disconnected first lead: the second lead judges, and the alert says so.
+    _, out = run([finding(0, ecg=ecg(lead_off=True), ecg2=ecg(hr_min_5beats=38.0))])
+    raised = [e for e in out if e.type == "extreme_brady"]
+    assert raised and "(second lead)" in raised[0].message
     # The first lead's own rate decides while it passes the gate.
     _, out = run([finding(0, ecg=ecg(hr_min_5beats=60.0), ecg2=ecg(hr_min_5beats=39.0))])
     assert [e.type for e in out] == []
