@@ -130,13 +130,19 @@ class VitalsFinding:
     def from_dict(cls, obj: dict[str, Any]) -> VitalsFinding:
         if obj.get("schema_version") != FINDINGS_SCHEMA_VERSION:
             raise ValueError(f"unsupported findings schema_version {obj.get('schema_version')!r}")
-        known = {f.name for f in fields(cls)}
-        kwargs = {k: v for k, v in obj.items() if k in known}
+        kwargs = _known_fields(cls, obj)
         subs = (("ecg", EcgFindings), ("ecg2", EcgFindings), ("ppg", PpgFindings), ("resp", RespFindings),
                 ("abp", AbpFindings))
         for key, sub in subs:
             if kwargs.get(key) is not None:
-                kwargs[key] = sub(**kwargs[key])
+                # Fields added later (optional, with defaults) are ignored by an older reader:
+                # during a rolling upgrade a finding from a newer worker stays readable.
+                kwargs[key] = sub(**_known_fields(sub, kwargs[key]))
         kwargs["trends"] = tuple(TrendFinding(**t) for t in kwargs.get("trends", ()))
         kwargs["gaps"] = tuple(kwargs.get("gaps", ()))
         return cls(**kwargs)
+
+
+def _known_fields(cls: type, obj: dict[str, Any]) -> dict[str, Any]:
+    known = {f.name for f in fields(cls)}
+    return {k: v for k, v in obj.items() if k in known}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -53,6 +55,11 @@ def test_findings_per_patient_per_hop_with_plausible_rates(runtime: ModelRuntime
     assert all(f.resp and f.resp.rate_bpm and 8 <= f.resp.rate_bpm <= 25 for f in by_patient["p-normal"][6:])
     # The wire format carries everything the aggregator reads.
     assert VitalsFinding.from_json(findings[-1].to_json()) == findings[-1]
+    # A field a newer worker added (rolling upgrade) does not make the finding unreadable.
+    newer = json.loads(findings[-1].to_json())
+    newer["ecg"]["qrs_width_ms"] = 92.0
+    newer["future_signal"] = {"x": 1}
+    assert VitalsFinding.from_dict(newer) == findings[-1]
 
 
 def test_batching_across_patients_does_not_change_findings(runtime: ModelRuntime, chunks: list) -> None:
