@@ -120,7 +120,7 @@ def plot_snippet(
 ) -> None:
     plt = _plt()
     lo, hi = max(0.0, t_s - before_s), t_s + after_s
-    signals = [s for s in (Signal.ECG, Signal.PPG, Signal.RESP) if s in recording.channels]
+    signals = [s for s in (Signal.ECG, Signal.ECG2, Signal.PPG, Signal.ABP, Signal.RESP) if s in recording.channels]
     fig, axes = plt.subplots(len(signals) or 1, 1, figsize=(10, 1.8 * max(1, len(signals)) + 0.6), sharex=True)
     axes = np.atleast_1d(axes)
     spans = out.alerts.get(recording.patient_id, [])
