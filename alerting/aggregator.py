@@ -265,8 +265,13 @@ def _lead_for(f: VitalsFinding, s: TypeSettings) -> tuple[EcgFindings | None, st
     """(lead, gate, note) for a criterion judged on one lead: the first lead when it passes
     the type's quality gate, else the second lead when that one does (a noisy or
     disconnected first lead no longer hides a rhythm the second shows), else the first
-    lead with its gate reason. The caller decides whether a gated first lead still vetoes
-    the second (:func:`_vetoed_by_first`)."""
+    lead with its gate reason.
+
+    A first lead that fails the gate still counts beats. When its own value is past the
+    clear bound (steady QRS detections at a normal rate) the callers keep it: the second
+    lead's alarm value is then more likely its own missed beats (a small QRS on that lead)
+    than the rhythm. MIT-BIH 223: mixed VT-like morphology fails the first lead's template
+    gate at 112 bpm while V1 misses beats."""
     leads = _ecg_leads(f)
     if not leads:
         return None, None, ""
@@ -274,15 +279,6 @@ def _lead_for(f: VitalsFinding, s: TypeSettings) -> tuple[EcgFindings | None, st
         if _ecg_quality_problem(lead, s) is None:
             return lead, None, "" if name == "first lead" else f" ({name})"
     return leads[0][1], _ecg_quality_problem(leads[0][1], s), ""
-
-
-def _vetoed_by_first(f: VitalsFinding, value: float | None, clear: bool | None) -> bool:
-    """A first lead that failed the quality gate still counts beats. When the second lead
-    is judged instead and the first lead's own value is past the clear bound (steady QRS
-    detections at a normal rate), the second lead's alarm value is more likely its own
-    missed beats (a small QRS on that lead) than the rhythm: MIT-BIH 223 (VT-like mixed
-    morphology fails the first lead's template gate at 112 bpm while V1 misses beats)."""
-    return f.ecg is not None and not f.ecg.lead_off and value is not None and bool(clear)
 
 
 def _assess_asystole(f: VitalsFinding, s: TypeSettings, level: int) -> Assessment:
@@ -295,11 +291,10 @@ def _assess_asystole(f: VitalsFinding, s: TypeSettings, level: int) -> Assessmen
     # A QRS on any lead that passes the gate ends the pause: a lead whose complexes fade
     # (low amplitude, electrode drift) is the classic false asystole of one-lead monitors.
     # A lead that fails the gate still ends it when it kept detecting QRS complexes well
-    # inside the pause (its own pause below the clear bound; see _vetoed_by_first).
-    vetoes = [(name, lead) for name, lead in leads if (name, lead) not in good
-              and s.clear_threshold is not None and (lead.max_pause_s or 0.0) < s.clear_threshold]
-    judged = (good + vetoes) if good else leads[:1]
-    name, lead = min(judged, key=lambda nl: nl[1].max_pause_s or 0.0)
+    # inside the pause (its own pause below the clear bound; see _lead_for).
+    steady = [(name, lead) for name, lead in leads
+              if s.clear_threshold is not None and (lead.max_pause_s or 0.0) < s.clear_threshold]
+    name, lead = min(good + steady if good else leads[:1], key=lambda nl: nl[1].max_pause_s or 0.0)
     pause = float(lead.max_pause_s or 0.0)
     met = pause >= s.threshold
     clear = s.clear_threshold is None or pause < s.clear_threshold
@@ -402,19 +397,21 @@ def _assess_extreme_rate(f: VitalsFinding, s: TypeSettings, level: int, *,
     ecg, gate, where = _lead_for(f, s)
     if ecg is None or s.threshold is None:
         return UNKNOWN
+    clear_thr = s.clear_threshold
+
+    def past_clear(value: float | None) -> bool:
+        return value is not None and clear_thr is not None and (
+            value <= clear_thr if above else value >= clear_thr)
+
     hr = ecg.hr_max_17beats if above else ecg.hr_min_5beats
-    if where and f.ecg is not None:
+    if where and f.ecg is not None and not f.ecg.lead_off:  # second lead judging a gated first
         first = f.ecg.hr_max_17beats if above else f.ecg.hr_min_5beats
-        clear_thr = s.clear_threshold
-        first_clear = None if first is None or clear_thr is None else (
-            first <= clear_thr if above else first >= clear_thr)
-        if _vetoed_by_first(f, first, first_clear):
+        if past_clear(first):  # the first lead still counts a normal rate (see _lead_for)
             ecg, hr, where = f.ecg, first, ""
     if hr is None:
         return UNKNOWN
     met = hr > s.threshold if above else hr < s.threshold
-    clear_thr = s.clear_threshold
-    clear = clear_thr is None or (hr <= clear_thr if above else hr >= clear_thr)
+    clear = clear_thr is None or past_clear(hr)
     msg = (f"extreme tachycardia: {hr:.0f} bpm over 17 beats{where}" if above
            else f"extreme bradycardia: {hr:.0f} bpm over 5 beats{where}")
     return _finish(met, met, clear, hr, msg, s, gate=gate,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, fields
+from functools import cache
 from typing import Any
 
 FINDINGS_SCHEMA_VERSION = 1
@@ -144,5 +145,11 @@ class VitalsFinding:
 
 
 def _known_fields(cls: type, obj: dict[str, Any]) -> dict[str, Any]:
-    known = {f.name for f in fields(cls)}
+    known = _field_names(cls)
     return {k: v for k, v in obj.items() if k in known}
+
+
+@cache
+def _field_names(cls: type) -> frozenset[str]:
+    # Every finding the aggregator reads passes through here, up to six times.
+    return frozenset(f.name for f in fields(cls))

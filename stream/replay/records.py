@@ -208,16 +208,16 @@ def ecg_lead_quality(x: np.ndarray, fs: float) -> float:
     return usable_share * min(1.0, ratio / 0.5)
 
 
-def choose_ecg_lead(leads: dict[str, tuple[np.ndarray, float]]) -> str | None:
-    """Lead II/MLII unless another lead is clearly better (see module doc)."""
-    if not leads:
-        return None
+def rank_ecg_leads(leads: dict[str, tuple[np.ndarray, float]]) -> list[str]:
+    """Lead names, the first lead first: lead II/MLII unless another lead is clearly better
+    (see module doc); the others by quality, best first."""
     scores = {name: ecg_lead_quality(x, fs) for name, (x, fs) in leads.items()}
-    best = max(scores, key=lambda k: scores[k])
+    ranked = sorted(scores, key=lambda k: -scores[k])
     preferred = next((n for n in leads if n.upper() in PREFERRED_ECG_LEADS), None)
-    if preferred is not None and scores[preferred] >= PREFERRED_LEAD_MIN_SHARE * scores[best]:
-        return preferred
-    return best
+    if preferred is not None and scores[preferred] >= PREFERRED_LEAD_MIN_SHARE * scores[ranked[0]]:
+        ranked.remove(preferred)
+        ranked.insert(0, preferred)
+    return ranked
 
 
 def map_channels(
@@ -240,14 +240,9 @@ def map_channels(
         elif key in RESP_NAMES and Signal.RESP not in picked:
             picked[Signal.RESP] = np.asarray(col, dtype=np.float32)
             chosen[Signal.RESP] = name.strip()
-    lead = choose_ecg_lead(ecg_leads)
-    if lead is not None:
-        picked[Signal.ECG] = ecg_leads[lead][0]
-        chosen[Signal.ECG] = lead
-        second = choose_ecg_lead({k: v for k, v in ecg_leads.items() if k != lead})
-        if second is not None:
-            picked[Signal.ECG2] = ecg_leads[second][0]
-            chosen[Signal.ECG2] = second
+    for sig, lead in zip((Signal.ECG, Signal.ECG2), rank_ecg_leads(ecg_leads), strict=False):
+        picked[sig] = ecg_leads[lead][0]
+        chosen[sig] = lead
     channels: dict[Signal, tuple[np.ndarray, float]] = {}
     for sig in (Signal.ECG, Signal.ECG2, Signal.PPG, Signal.ABP, Signal.RESP):
         if sig not in picked:

@@ -8,7 +8,6 @@ import pytest
 import wfdb
 
 from stream.replay.records import (
-    choose_ecg_lead,
     detect_suite,
     ecg_lead_quality,
     fill_short_gaps,
@@ -17,6 +16,7 @@ from stream.replay.records import (
     load_challenge2015,
     load_mitdb,
     load_paths,
+    rank_ecg_leads,
     resample_into_range,
     rhythm_episodes,
 )
@@ -80,13 +80,16 @@ def test_lead_quality_penalises_flat_and_nan_leads() -> None:
     assert ecg_lead_quality(holes, FS) < 0.6 * ecg_lead_quality(good, FS)
 
 
-def test_choose_ecg_lead_prefers_ii_unless_clearly_worse() -> None:
+def test_lead_ranking_prefers_ii_unless_clearly_worse() -> None:
     good = synthetic_ecg(30)
     slightly_noisier = good + 0.05 * np.random.default_rng(0).standard_normal(len(good))
-    assert choose_ecg_lead({"V": (good, FS), "II": (slightly_noisier, FS)}) == "II"
+    assert rank_ecg_leads({"V": (good, FS), "II": (slightly_noisier, FS)})[0] == "II"
     broken = np.full_like(good, np.nan)
     broken[:FS] = good[:FS]
-    assert choose_ecg_lead({"II": (broken, FS), "V": (good, FS)}) == "V"
+    assert rank_ecg_leads({"II": (broken, FS), "V": (good, FS)})[0] == "V"
+    # The rest follow by quality: the second ECG stream is the best remaining lead.
+    assert rank_ecg_leads({"I": (broken, FS), "V": (good, FS), "II": (slightly_noisier, FS)}) == ["II", "V", "I"]
+    assert rank_ecg_leads({}) == []
 
 
 def test_resample_only_when_out_of_range() -> None:
