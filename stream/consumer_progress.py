@@ -9,6 +9,12 @@ load-dependent place. This tracker keeps the next offset to process per partitio
 the partitions each patient's data came from (one per signal topic); a patient is caught
 up when each of them is read up to the high-water mark of the consumer's last fetch.
 
+The same positions, kept in produce time too, say whether a signal topic may still hold
+data from before a given chunk was produced (:meth:`ConsumerProgress.unread_before`): a
+worker reading a backlog fetches each topic at its own pace, and the signal it has not
+read yet must not look like a signal the device lost (see
+:class:`stream.monitor.PatientMonitor`).
+
 Pure bookkeeping: partitions are any hashable (Faust's ``TP``), and the high-water marks
 come from a function the caller passes in.
 """
@@ -21,13 +27,31 @@ from collections.abc import Callable, Hashable
 class ConsumerProgress:
     def __init__(self) -> None:
         self.next_offset: dict[Hashable, int] = {}
+        self.read_until_s: dict[Hashable, float] = {}  # newest produce time processed
         self.partitions_of: dict[str, set[Hashable]] = {}
 
-    def advance(self, partition: Hashable, offset: int) -> None:
-        """A message at ``offset`` was processed (valid or dead-lettered). The mark never
-        moves back: redelivered messages (at-least-once after a rebalance) were read before."""
+    def advance(self, partition: Hashable, offset: int, produced_s: float | None = None) -> None:
+        """A message at ``offset`` (produced at ``produced_s``, epoch seconds) was processed
+        (valid or dead-lettered). The marks never move back: redelivered messages
+        (at-least-once after a rebalance) were read before."""
         if offset + 1 > self.next_offset.get(partition, 0):
             self.next_offset[partition] = offset + 1
+        if produced_s is not None and produced_s > self.read_until_s.get(partition, -1.0):
+            self.read_until_s[partition] = produced_s
+
+    def unread_before(
+        self, partition: Hashable, produced_s: float, highwater: Callable[[Hashable], int | None]
+    ) -> bool:
+        """Whether ``partition`` may still hold unread messages produced before ``produced_s``:
+        it was read less far than that by produce time, and the broker held more at the last
+        fetch. A partition not read since the worker started, or without a known high-water
+        mark, counts as read: the worker cannot tell, and holding data back for it could
+        delay an alarm."""
+        read_s = self.read_until_s.get(partition)
+        if read_s is None or read_s >= produced_s:
+            return False
+        mark = highwater(partition)
+        return mark is not None and self.next_offset.get(partition, 0) < mark
 
     def attach(self, patient_id: str, partition: Hashable) -> None:
         self.partitions_of.setdefault(patient_id, set()).add(partition)

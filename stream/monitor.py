@@ -13,6 +13,15 @@ arterial pressure (ABP), otherwise on the respiration signal. A window is releas
 the primary signal's detector has decided everything up to the window end (~0.45 s of
 look-ahead) and the other live signals have caught up (or lag by more than the 3 s
 re-order horizon, then they count as a gap).
+
+Each signal arrives on its own Kafka topic, so a worker reading a backlog (after a restart
+or a rebalance) can read one signal's topic minutes of event time ahead of another's. The
+3-s horizon would then turn the signal not yet read into a gap, a false ``signal_loss``
+and windows judged without it. So the caller passes each chunk's produce time and a
+question the monitor may ask, ``unread(signal, produced_s)``: may that signal's topic still
+hold data produced before then? A chunk that starts after such a signal's newest data
+waits (for at most ``align_hold_s`` of its own signal); held chunks go in oldest first
+across signals, as an interleaved feed would have them.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -72,14 +82,30 @@ BEAT_POST_S = 0.45
 # stretch without data: like a gap, it must count neither as a pause without beats nor as
 # one long interval in the rate extremes (it ends a contiguous segment).
 FLAT_RUN_S = 1.0
+# Default for the longest stretch of one signal held back waiting for a lagging topic (see
+# the module docstring; ``Settings.align_hold_s``). Beyond it the lagging signal counts as a
+# gap after all: memory stays bounded, and a topic that far behind is treated as a fault.
+ALIGN_HOLD_S = 300.0
+# unread(signal, produced_s): may the signal's topic still hold data produced before then?
+UnreadFn = Callable[[Signal, float], bool]
 
 
 @dataclass(slots=True)
 class MonitorOutput:
-    status: ChunkStatus
+    # One per chunk that went through its sequencer during the call, in order: none when
+    # the pushed chunk was held back, several when held chunks were released with it.
+    statuses: list[ChunkStatus] = field(default_factory=list)
     gap: bool = False
     windows: list[WindowAnalysis] = field(default_factory=list)
     reset: bool = False
+    held: int = 0  # chunks of this patient still held back after the call
+    pushed_held: bool = False  # the pushed chunk is one of them
+    overdue: int = 0  # held chunks let go because they waited ``align_hold_s``
+
+    def add(self, result: PushResult) -> None:
+        self.statuses.append(result.status)
+        self.gap = self.gap or result.gap
+        self.reset = self.reset or result.reset
 
 
 @dataclass(slots=True)
@@ -273,8 +299,10 @@ class PatientMonitor:
         window_s: float = 10.0,
         hop_s: float = 2.0,
         horizon_s: float = REORDER_HORIZON_S,
+        align_hold_s: float = ALIGN_HOLD_S,
     ) -> None:
         self.patient_id = patient_id
+        self.align_hold_ms = align_hold_s * 1000.0
         self.window_s = window_s
         self.hop_s = hop_s
         self.horizon_s = horizon_s
@@ -288,30 +316,97 @@ class PatientMonitor:
         }
         self.schedule = WindowSchedule(window_s, hop_s)
         self._derived: dict[Signal, tuple[float, RespEstimate]] = {}
+        # Chunks waiting for a lagging signal's topic, per signal in arrival order.
+        self._held: dict[Signal, deque[tuple[float, SampleChunk]]] = {signal: deque() for signal in self.tracks}
+        self._closed_any = False
 
     # -- input ---------------------------------------------------------------------------
 
-    def push(self, chunk: SampleChunk) -> MonitorOutput:
+    def push(self, chunk: SampleChunk, produced_s: float = 0.0, unread: UnreadFn | None = None) -> MonitorOutput:
+        """Add one chunk, produced at ``produced_s`` (the transport's timestamp); ``unread``
+        tells whether another signal may still be on its way (see the module docstring)."""
+        out = MonitorOutput()
+        if self.held or (unread is not None and self._waits_for(chunk, produced_s, unread)):
+            queue = self._held[chunk.signal]
+            queue.append((produced_s, chunk))
+            self._release(unread, out)
+            out.pushed_held = bool(queue) and queue[-1][1] is chunk
+        else:
+            self._feed(chunk, out)
+        out.held = self.held
+        return out
+
+    def flush(self) -> MonitorOutput:
+        """The patient's devices went quiet: stop waiting for look-ahead and for missing
+        chunks, and close every window the data now covers (the last one ends at the data's
+        end when that falls on the hop grid). Data that arrives later carries on."""
+        out = MonitorOutput()
+        self._release(None, out)  # the worker has read everything of this patient
+        for track in self._live():
+            result = track.sequencer.release_held()
+            out.gap = out.gap or result.gap
+            for rel in result.released:
+                track.feed(rel)
+            track.flush()
+        self._close(out)
+        out.held = self.held
+        return out
+
+    @property
+    def held(self) -> int:
+        return sum(len(queue) for queue in self._held.values())
+
+    def _feed(self, chunk: SampleChunk, out: MonitorOutput) -> None:
         track = self.tracks[chunk.signal]
         result: PushResult = track.sequencer.push(chunk)
         for rel in result.released:
             track.feed(rel)
         if result.released:
             self.schedule.start(result.released[0].chunk.ts_ms)
-        return MonitorOutput(result.status, result.gap, self._closable_windows(), result.reset)
+        out.add(result)
+        # Windows close chunk by chunk, also when held chunks go in together: the schedule
+        # skips windows that fall due in one burst (a long silence), which these are not.
+        self._close(out)
 
-    def flush(self) -> MonitorOutput:
-        """The patient's devices went quiet: stop waiting for look-ahead and for missing
-        chunks, and close every window the data now covers (the last one ends at the data's
-        end when that falls on the hop grid). Data that arrives later carries on."""
-        gap = False
-        for track in self._live():
-            result = track.sequencer.release_held()
-            gap = gap or result.gap
-            for rel in result.released:
-                track.feed(rel)
-            track.flush()
-        return MonitorOutput(ChunkStatus.ACCEPTED, gap, self._closable_windows(), False)
+    def _close(self, out: MonitorOutput) -> None:
+        windows = self._closable_windows()
+        out.windows.extend(windows)
+        self._closed_any = self._closed_any or bool(windows)
+
+    def _release(self, unread: UnreadFn | None, out: MonitorOutput) -> None:
+        """Feed held chunks, oldest first across signals, while any signal's oldest held chunk
+        no longer waits or has waited too long. Feeding a lagging signal's own chunk can free
+        the others. Without ``unread`` (a flush) everything goes."""
+        while True:
+            ready = []
+            for signal, queue in self._held.items():
+                if not queue:
+                    continue
+                first = queue[0][1]
+                if unread is None or not self._waits_for(first, queue[0][0], unread):
+                    ready.append((first.ts_ms, signal, False))
+                elif queue[-1][1].end_ms - first.ts_ms > self.align_hold_ms:
+                    ready.append((first.ts_ms, signal, True))
+            if not ready:
+                return
+            _, signal, overdue = min(ready)
+            out.overdue += int(overdue)
+            self._feed(self._held[signal].popleft()[1], out)
+
+    def _waits_for(self, chunk: SampleChunk, produced_s: float, unread: UnreadFn) -> bool:
+        """Whether ``chunk`` must wait for another signal whose topic may still hold data
+        produced before it: a live signal that has not reached the chunk's start (so no
+        window closes with that signal's data still unread), or, before the patient's first
+        window, one not heard from yet."""
+        for signal, track in self.tracks.items():
+            if signal == chunk.signal:
+                continue
+            if track.fs > 0:
+                if track.end_ms < chunk.ts_ms and unread(signal, produced_s):
+                    return True
+            elif not self._closed_any and unread(signal, produced_s):
+                return True
+        return False
 
     def _closable_windows(self) -> list[WindowAnalysis]:
         windows = [self._window(t) for t in self.schedule.due(self._ready_until())]

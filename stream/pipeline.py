@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from models.runtime import ModelOutputs, ModelRuntime
 from models.trends import TrendTracker
 from stream.findings import VitalsFinding
-from stream.monitor import PatientMonitor
+from stream.monitor import ALIGN_HOLD_S, MonitorOutput, PatientMonitor, UnreadFn
 from stream.schema import SampleChunk
 from stream.window_analysis import WindowAnalysis
 
@@ -33,9 +33,22 @@ class PipelineCounters:
     findings: int = 0
     gaps: int = 0
     resets: int = 0
+    held: int = 0  # chunks held back for a lagging signal's topic (see PatientMonitor)
+    held_now: int = 0  # chunks waiting so, over all patients, now and at the peak
+    held_peak: int = 0
+    held_overdue: int = 0  # let go after align_hold_s: the lagging signal became a gap
 
     def as_dict(self) -> dict[str, object]:
-        return {"chunks": dict(self.chunks), "findings": self.findings, "gaps": self.gaps, "resets": self.resets}
+        return {
+            "chunks": dict(self.chunks),
+            "findings": self.findings,
+            "gaps": self.gaps,
+            "resets": self.resets,
+            "held": self.held,
+            "held_now": self.held_now,
+            "held_peak": self.held_peak,
+            "held_overdue": self.held_overdue,
+        }
 
 
 class VitalsPipeline:
@@ -45,11 +58,13 @@ class VitalsPipeline:
         *,
         window_s: float = 10.0,
         hop_s: float = 2.0,
+        align_hold_s: float = ALIGN_HOLD_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.runtime = runtime
         self.window_s = window_s
         self.hop_s = hop_s
+        self.align_hold_s = align_hold_s
         self.clock = clock
         self.monitors: dict[str, PatientMonitor] = {}
         # Wall-clock time of each patient's newest chunk, until its monitor is flushed.
@@ -57,17 +72,21 @@ class VitalsPipeline:
         self.trends: dict[str, TrendTracker] = {}
         self.counters = PipelineCounters()
 
-    def push(self, chunk: SampleChunk) -> list[WindowAnalysis]:
-        """Add one valid chunk to its patient's monitor; return the windows it completes."""
+    def push(self, chunk: SampleChunk, produced_s: float = 0.0, unread: UnreadFn | None = None) -> list[WindowAnalysis]:
+        """Add one valid chunk to its patient's monitor; return the windows it completes.
+        ``produced_s`` and ``unread``: see :meth:`PatientMonitor.push` (a worker reading a
+        backlog)."""
         monitor = self.monitors.get(chunk.patient_id)
         if monitor is None:
-            monitor = PatientMonitor(chunk.patient_id, window_s=self.window_s, hop_s=self.hop_s)
+            monitor = PatientMonitor(
+                chunk.patient_id, window_s=self.window_s, hop_s=self.hop_s, align_hold_s=self.align_hold_s
+            )
             self.monitors[chunk.patient_id] = monitor
-        out = monitor.push(chunk)
+        held_before = monitor.held
+        out = monitor.push(chunk, produced_s, unread)
         self.unflushed_since[chunk.patient_id] = self.clock()
-        self.counters.chunks[str(getattr(out.status, "value", out.status))] += 1
-        self.counters.gaps += int(out.gap)
-        self.counters.resets += int(out.reset)
+        self.counters.held += int(out.pushed_held)
+        self._count(out, held_before)
         return out.windows
 
     def process(self, chunks: Iterable[SampleChunk]) -> list[VitalsFinding]:
@@ -82,7 +101,24 @@ class VitalsPipeline:
         (see :meth:`PatientMonitor.flush`)."""
         self.unflushed_since.pop(patient_id, None)
         monitor = self.monitors.get(patient_id)
-        return [] if monitor is None else monitor.flush().windows
+        if monitor is None:
+            return []
+        held_before = monitor.held
+        out = monitor.flush()
+        self._count(out, held_before)
+        return out.windows
+
+    def _count(self, out: MonitorOutput, held_before: int) -> None:
+        self.counters.chunks.update(status.value for status in out.statuses)
+        self.counters.gaps += int(out.gap)
+        self.counters.resets += int(out.reset)
+        self.counters.held_overdue += out.overdue
+        self._count_held(out.held - held_before)
+
+    def _count_held(self, change: int) -> None:
+        if change:
+            self.counters.held_now += change
+            self.counters.held_peak = max(self.counters.held_peak, self.counters.held_now)
 
     def flush_idle(self, idle_s: float, caught_up: Callable[[str], bool] | None = None) -> list[WindowAnalysis]:
         """Flush every patient that sent nothing for ``idle_s`` wall-clock seconds.
@@ -112,7 +148,9 @@ class VitalsPipeline:
 
     def forget(self, patient_id: str) -> None:
         """Drop a patient's state (e.g. discharged, or its partition moved to another worker)."""
-        self.monitors.pop(patient_id, None)
+        monitor = self.monitors.pop(patient_id, None)
+        if monitor is not None:
+            self._count_held(-monitor.held)
         self.unflushed_since.pop(patient_id, None)
         self.trends.pop(patient_id, None)
         self.runtime.forget(patient_id)

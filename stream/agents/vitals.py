@@ -15,14 +15,17 @@ from models.runtime import ModelRuntime
 from stream.app import app, deadletter_topic, findings_topic, settings, vitals_topic
 from stream.consumer_progress import ConsumerProgress
 from stream.deadletter import DeadLetter
+from stream.monitor import UnreadFn
 from stream.pipeline import VitalsPipeline
-from stream.schema import InvalidChunk, SampleChunk, decode_chunk
+from stream.schema import InvalidChunk, SampleChunk, Signal, decode_chunk
 from stream.stats import worker_stats
 from stream.window_analysis import WindowAnalysis
 
 log = logging.getLogger(__name__)
 
-pipeline = VitalsPipeline(ModelRuntime.load_default(), window_s=settings.window_s, hop_s=settings.hop_s)
+pipeline = VitalsPipeline(
+    ModelRuntime.load_default(), window_s=settings.window_s, hop_s=settings.hop_s, align_hold_s=settings.align_hold_s
+)
 progress = ConsumerProgress()
 
 
@@ -61,11 +64,11 @@ async def process_vitals(stream) -> None:  # type: ignore[no-untyped-def]
         for event in events:
             msg = event.message
             worker_stats.chunks_in += 1
-            progress.advance(msg.tp, msg.offset)
+            progress.advance(msg.tp, msg.offset, msg.timestamp)
             try:
                 chunk = decode_event(event)
                 progress.attach(chunk.patient_id, msg.tp)
-                windows.extend(pipeline.push(chunk))
+                windows.extend(pipeline.push(chunk, msg.timestamp, unread_on(msg.partition)))
             except InvalidChunk as exc:
                 await dead_letter(event, exc)
             except Exception as exc:
@@ -75,6 +78,16 @@ async def process_vitals(stream) -> None:  # type: ignore[no-untyped-def]
                 progress.forget(patient_id)
                 await dead_letter(event, exc)
         await publish_findings(windows)
+
+
+def unread_on(partition: int) -> UnreadFn:
+    """``unread(signal, produced_s)`` for the patients of one partition number:
+    co-partitioning puts a patient's signals on that partition of every vitals topic."""
+
+    def unread(signal: Signal, produced_s: float) -> bool:
+        return progress.unread_before(TP(signal.topic, partition), produced_s, _highwater)
+
+    return unread
 
 
 async def publish_findings(windows: list[WindowAnalysis]) -> None:

@@ -3,8 +3,9 @@
 Steps (``run_validation``): load the suite; start (or reuse from the environment) Kafka
 and Redis; create the topics; start a ``vitalstream worker`` subprocess with a fresh
 Redis key prefix and a fresh Faust app id (= consumer group); publish every record as a
-distinct patient through the gateway SDK, held back every hop until each patient's newest
-finding is within ``backlog_s`` of what was sent to it; wait until drained; read the
+distinct patient through the gateway SDK, held back every ``THROTTLE_EVERY_S`` of event
+time until each patient's newest finding is within ``backlog_s`` of what was sent to it;
+wait until drained; read the
 alerts back from Redis and the findings from ``vitals.findings``; score; write
 ``metrics.json``, ``report.md`` and plots; delete the Redis prefix and stop everything it
 started. The recordings are only read. ``in_process=True`` replaces the transport steps with
@@ -38,7 +39,9 @@ from stream.schema import SampleChunk
 from stream.settings import Settings
 
 SUITES = ("challenge2015", "mitdb", "bidmc", "synthetic")
-SINGLE_SIGNAL_THROTTLE_S = 20.0
+# The worker lines a patient's signal topics up itself (``PatientMonitor``: chunks read
+# ahead of a lagging topic wait for it), so the replay only has to stay within reach of it.
+THROTTLE_EVERY_S = 20.0
 # The throttle below holds every patient back, for up to this long, while the worker catches up.
 REPLAY_THROTTLE_TIMEOUT_S = 20.0
 # The worker closes a patient's last window once nothing arrived for it for flush_idle_s of
@@ -122,7 +125,7 @@ def run_pipeline(
     work_dir: Path,
     settings: Settings,
     progress: ProgressFn | None = None,
-    backlog_s: float = 2.5,
+    backlog_s: float = THROTTLE_EVERY_S,
     drain_timeout_s: float = 900.0,
     quiet_s: float = 8.0,
 ) -> RunOutput:
@@ -164,7 +167,6 @@ def run_pipeline(
                         chunks,
                         stats,
                         store,
-                        recordings,
                         progress=progress,
                         backlog_s=backlog_s,
                         drain_timeout_s=drain_timeout_s,
@@ -172,7 +174,6 @@ def run_pipeline(
                         hop_s=settings.hop_s,
                         window_s=settings.window_s,
                         flush_idle_s=REPLAY_FLUSH_IDLE_S,
-                        worker_chunks_in=lambda: (worker.stats() or {}).get("chunks_in"),
                     )
                 )
                 # The worker's own counters (dead letters, flushes held for lag, ...) at the end.
@@ -199,7 +200,6 @@ async def _replay_and_drain(
     chunks: list[SampleChunk],
     stats: ReplayStats,
     store: Any,
-    recordings: Sequence[Recording],
     *,
     progress: ProgressFn | None,
     backlog_s: float,
@@ -210,7 +210,6 @@ async def _replay_and_drain(
     flush_idle_s: float,
     throttle_timeout_s: float = REPLAY_THROTTLE_TIMEOUT_S,
     stall_s: float = 3.0,
-    worker_chunks_in: Callable[[], Any] | None = None,
 ) -> tuple[dict[str, list[FindingRecord]], dict[str, Any]]:
     from stream.replay.replayer import replay_to_kafka
     from stream.services import FINDINGS_TOPIC, VITALS_TOPICS, consumer_group_lag
@@ -228,12 +227,7 @@ async def _replay_and_drain(
         ends = reach.setdefault(c.patient_id, [])
         ends.append(max(int(c.end_ms), ends[-1] if ends else 0))
     window_ms = int(window_s * 1000)
-    # Cross-topic skew needs two signals; single-signal suites only need to stay within
-    # reach of the worker, so they are held back far less often.
-    multi_signal = any(len(r.channels) > 1 for r in recordings)
-    if not multi_signal:
-        backlog_s = max(backlog_s, SINGLE_SIGNAL_THROTTLE_S)
-    throttle_waits = {"count": 0, "timeouts": 0, "wall_s": 0.0, "read_timeouts": 0}
+    throttle_waits = {"count": 0, "timeouts": 0, "wall_s": 0.0}
     # Patients that stopped producing findings although data was sent (the worker judged
     # the data unusable): not waited for again until their findings move.
     exempt: dict[str, int] = {}
@@ -263,31 +257,11 @@ async def _replay_and_drain(
                 late.append(pid)
         return late
 
-    async def read_everything_sent() -> None:
-        """Wait until the worker has read every chunk sent so far (its ``chunks_in``)."""
-        if worker_chunks_in is None:
-            return
-        deadline = time.monotonic() + throttle_timeout_s
-        while time.monotonic() < deadline:
-            read = await asyncio.to_thread(worker_chunks_in)
-            if isinstance(read, int) and read >= stats.chunks_sent:
-                return
-            await asyncio.sleep(0.05)
-        throttle_waits["read_timeouts"] += 1
-
     async def throttle(event_ms: int) -> None:
-        # Each signal has its own topic: if the worker runs far behind the publisher, it
-        # can read one topic ahead of another and see the lagging signal as a gap (its
-        # re-order horizon is 3 s). Holding the replay within about one hop of the worker
-        # keeps a replay equivalent to a live feed, whatever the speed.
-        # Findings alone cannot show it: the window closes on the first signal, and before a
-        # patient's first window closes there is no finding at all. So each throttle point
-        # (every hop when there are several signals) first waits until the worker has read
-        # everything sent: no topic can then run more than one hop ahead of another.
+        # Keeps the replay within reach of the worker, so that the drain measures the
+        # pipeline rather than a backlog, and a slow worker cannot fall minutes behind.
         started = time.monotonic()
         throttle_waits["count"] += 1
-        if multi_signal:
-            await read_everything_sent()
         seen, moved = collector.count, started
         while late := behind(event_ms):
             now = time.monotonic()
@@ -312,7 +286,7 @@ async def _replay_and_drain(
             speed=None,
             progress=(lambda done: progress("replay", done, total)) if progress else None,
             throttle=throttle,
-            throttle_every_s=hop_s if multi_signal else SINGLE_SIGNAL_THROTTLE_S,
+            throttle_every_s=THROTTLE_EVERY_S,
         )
         # Last finding each patient can produce: the window ending at the last hop boundary
         # covered by its data (window ends lie on base + k * hop); the worker's idle flush

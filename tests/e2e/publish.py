@@ -22,18 +22,17 @@ def publish_recordings(
     recordings: list[SimulatedRecording],
     times: int = 1,
     extra: dict[str, dict[Signal, tuple[np.ndarray, float]]] | None = None,
+    without: dict[str, set[Signal]] | None = None,
 ) -> int:
-    """``extra``: more signals per patient id (e.g. an arterial line), same start time."""
-    streams = [
-        chunk_signals(
-            rec.patient_id,
-            device_id_for(rec.patient_id),
-            {Signal.ECG: (rec.ecg, rec.fs["ecg"]), Signal.PPG: (rec.ppg, rec.fs["ppg"]),
-             Signal.RESP: (rec.resp, rec.fs["resp"]), **(extra or {}).get(rec.patient_id, {})},
-            rec.start_ms,
-        )
-        for rec in recordings
-    ]
+    """``extra``: more signals per patient id (e.g. an arterial line), same start time;
+    ``without``: simulated signals not sent for a patient id."""
+    streams = []
+    for rec in recordings:
+        signals = {Signal.ECG: (rec.ecg, rec.fs["ecg"]), Signal.PPG: (rec.ppg, rec.fs["ppg"]),
+                   Signal.RESP: (rec.resp, rec.fs["resp"]), **(extra or {}).get(rec.patient_id, {})}
+        for signal in (without or {}).get(rec.patient_id, set()):
+            signals.pop(signal)
+        streams.append(chunk_signals(rec.patient_id, device_id_for(rec.patient_id), signals, rec.start_ms))
     chunks = list(merge_by_time(*streams))
 
     async def run() -> None:

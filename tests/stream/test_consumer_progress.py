@@ -35,3 +35,23 @@ def test_unknown_highwater_or_unknown_patient_does_not_hold_a_flush_back() -> No
     assert progress.caught_up("never-seen", {ECG: 100}.get)
     progress.forget("p1")
     assert progress.caught_up("p1", {ECG: 100}.get)
+
+
+def test_a_topic_read_less_far_by_produce_time_may_hold_unread_data() -> None:
+    progress = ConsumerProgress()
+    progress.advance(ECG, 40, produced_s=1000.0)
+    progress.advance(PPG, 9, produced_s=980.0)  # the worker read PPG 20 s less far
+    marks = {ECG: 41, PPG: 50}
+    assert progress.unread_before(PPG, 1000.0, marks.get)
+    assert not progress.unread_before(PPG, 980.0, marks.get)  # read that far
+    # Read to the high-water mark: nothing more is waiting, whatever the produce time says
+    # (the device's PPG really stopped).
+    assert not progress.unread_before(PPG, 1000.0, {PPG: 10}.get)
+
+
+def test_a_partition_not_read_yet_or_without_highwater_counts_as_read() -> None:
+    progress = ConsumerProgress()
+    progress.advance(ECG, 0, produced_s=1000.0)
+    assert not progress.unread_before(PPG, 1000.0, {PPG: 50}.get)  # not read since start
+    progress.advance(PPG, 0, produced_s=900.0)
+    assert not progress.unread_before(PPG, 1000.0, lambda _tp: None)
