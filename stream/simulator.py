@@ -1,4 +1,5 @@
-"""Simulated bedside patients: ECG, PPG and respiration with scripted episodes and truth.
+"""Simulated bedside patients: ECG, PPG and respiration (and, in an ICU bed, a second ECG
+lead and an arterial line) with scripted episodes and truth.
 
 Pure numpy and deterministic given a seed. The generator is beat-by-beat, which is cheap
 (a few Gaussians per beat instead of solving an ODE per sample) and lets the rhythm be
@@ -23,6 +24,13 @@ scripted exactly:
   variation ~0.2), no P waves, 4-8 Hz fibrillatory baseline waves.
 * Ventricular fibrillation: a 4-6 Hz quasi-sinusoid with drifting frequency and waxing
   and waning amplitude, no organised QRS.
+* ICU bed (``PatientScenario.icu``): a second ECG lead (the same beats seen at a smaller,
+  patient-specific gain, with its own noise; a ``lead_off`` episode disconnects only the
+  first lead) and an invasive arterial pressure in mmHg: one pressure pulse per ejecting
+  beat ~120 ms after the R wave (an arterial line is closer to the heart than a finger),
+  a fast upstroke, a dicrotic notch, diastolic run-off; systolic and diastolic pressures
+  per patient, lowered smoothly during a ``hypotension`` episode. Without beats (asystole,
+  VF) the pressure falls towards ~20 mmHg with no pulse.
 
 Every sample is a function of absolute time and the seed (noise comes from one
 generator per whole second of signal), so rendering a recording in blocks of any size
@@ -47,9 +55,11 @@ from typing import Any
 
 import numpy as np
 
-DEFAULT_FS = {"ecg": 250.0, "ppg": 125.0, "resp": 25.0}
+DEFAULT_FS = {"ecg": 250.0, "ppg": 125.0, "resp": 25.0, "ecg2": 250.0, "abp": 125.0}
 SIGNALS = ("ecg", "ppg", "resp")
-_SIGNAL_CODES = {"ecg": 1, "ppg": 2, "resp": 3}
+# What an ICU bed adds to SIGNALS.
+ICU_SIGNALS = ("ecg2", "abp")
+_SIGNAL_CODES = {"ecg": 1, "ppg": 2, "resp": 3, "ecg2": 4, "abp": 5}
 
 # Episode name -> (expected alert types, tolerated alert types). Alert vocabulary in the
 # project preamble; tolerated types are ones a correct monitor may also raise.
@@ -66,6 +76,9 @@ EPISODE_ALERTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "resp_abnormal": (("resp_abnormal",), ()),
     "motion": (("poor_signal",), ("signal_loss",)),
     "lead_off": (("lead_off",), ("poor_signal", "signal_loss")),
+    # ICU beds only (it needs the arterial line). A systolic pressure under 90 mmHg also
+    # scores 3 in NEWS2, whose red score raises trend_deterioration.
+    "hypotension": (("hypotension",), ("trend_deterioration",)),
 }
 EPISODE_TYPES = tuple(EPISODE_ALERTS)
 # Episodes that set the cardiac rhythm (at most one active at a time).
@@ -95,8 +108,10 @@ EPISODE_DEFAULTS: dict[str, dict[str, float]] = {
     "vfib": {"amplitude_mv": 0.6, "frequency_hz": 5.0},
     "apnea": {},
     "resp_abnormal": {"resp_rate_bpm": 30.0},
-    "motion": {"ecg_mv": 1.5, "ppg_scale": 2.0, "resp_scale": 1.5},
+    "motion": {"ecg_mv": 1.5, "ppg_scale": 2.0, "resp_scale": 1.5, "abp_mmhg": 8.0},
     "lead_off": {"rail_mv": 5.0},
+    # Mean arterial pressure ~54 mmHg, under the 65 mmHg of the alert.
+    "hypotension": {"systolic_mmhg": 78.0, "diastolic_mmhg": 42.0},
 }
 
 _BEAT_SINUS, _BEAT_NO_P, _BEAT_VENTRICULAR = 0, 1, 2
@@ -104,6 +119,11 @@ _NO_BEAT_EPISODES = {"asystole", "vfib"}
 _GRID_DT = 0.02  # driver grid (respiration phase/amplitude) step, s
 # R-to-foot pulse transit delay (Mukkamala et al. 2015 report 150-300 ms R-to-finger).
 _PTT_S = 0.2
+# R to the arterial upstroke of a radial line, and the pressure towards which an arrested
+# circulation settles (mean systemic filling pressure) and how fast.
+_ABP_DELAY_S = 0.12
+_ARREST_MMHG = 20.0
+_ARREST_TAU_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -140,6 +160,15 @@ class PatientScenario:
     profile: str = "normal"
     hr_bpm: float = 72.0
     resp_rate_bpm: float = 15.0
+    icu: bool = False  # an ICU bed: a second ECG lead and an arterial line as well
+
+    def __post_init__(self) -> None:
+        if not self.icu and any(ep.type == "hypotension" for ep in self.episodes):
+            raise ValueError(f"{self.patient_id}: a hypotension episode needs an arterial line (icu=True)")
+
+    @property
+    def signals(self) -> tuple[str, ...]:
+        return SIGNALS + ICU_SIGNALS if self.icu else SIGNALS
 
     def truth(self, start_ms: int, end_s: float | None = None) -> list[dict[str, Any]]:
         """Ground-truth rows (JSON-ready) for the episodes that start before ``end_s``."""
@@ -179,10 +208,21 @@ class SimulatedRecording:
     episodes: list[dict[str, Any]]  # expected truth rows
     tolerated: list[dict[str, Any]] = field(default_factory=list)
     profile: str = ""
+    ecg2: np.ndarray | None = None  # ICU beds only
+    abp: np.ndarray | None = None  # mmHg; ICU beds only
 
     @property
     def duration_s(self) -> float:
         return len(self.ecg) / self.fs["ecg"]
+
+    def signal_arrays(self) -> dict[str, tuple[np.ndarray, float]]:
+        """{signal: (samples, fs)} for the signals this recording has."""
+        out = {}
+        for name in SIGNALS + ICU_SIGNALS:
+            x = getattr(self, name)
+            if x is not None:
+                out[name] = (x, self.fs[name])
+        return out
 
     def truth_rows(self) -> list[dict[str, Any]]:
         return sorted([*self.episodes, *self.tolerated], key=lambda r: (r["start_ms"], r["type"]))
@@ -236,10 +276,14 @@ class PatientSimulator:
         fs_ecg: float = 250.0,
         fs_ppg: float = 125.0,
         fs_resp: float = 25.0,
+        fs_abp: float = DEFAULT_FS["abp"],
         seed: int = 0,
     ) -> None:
         self.scenario = scenario
+        self.signals = scenario.signals
         self.fs = {"ecg": float(fs_ecg), "ppg": float(fs_ppg), "resp": float(fs_resp)}
+        if scenario.icu:
+            self.fs.update(ecg2=float(fs_ecg), abp=float(fs_abp))
         self.seed = int(seed)
         self._key = [self.seed, _stable_id(scenario.patient_id)]
         rng = np.random.default_rng([*self._key, 0])
@@ -274,7 +318,7 @@ class PatientSimulator:
                         sig: _SlowSines(
                             erng, erng.uniform(0.12, 2.0, 8), erng.uniform(0.1, 0.35, 8)
                         )
-                        for sig in SIGNALS
+                        for sig in SIGNALS + ICU_SIGNALS
                     },
                 )
         # Respiration drivers on a fixed grid (point k at k * _GRID_DT s): phase (rad) and
@@ -290,6 +334,11 @@ class PatientSimulator:
         rr0 = 60.0 / scenario.hr_bpm
         self._last_beat_t = -float(rng.uniform(0.2, 1.0)) * rr0
         self._noise_cache: dict[tuple[str, int], np.ndarray] = {}
+        # ICU bed (drawn last, so the other signals do not change with it): the second lead's
+        # gain, and the arterial pressures at rest.
+        self.ecg2_gain = float(rng.uniform(0.4, 0.8))
+        self.systolic_mmhg = float(rng.uniform(108.0, 135.0))
+        self.diastolic_mmhg = float(rng.uniform(62.0, 80.0))
 
     # ---------------------------------------------------------------- drivers
 
@@ -429,7 +478,7 @@ class PatientSimulator:
     # ---------------------------------------------------------------- rendering
 
     def render(self, signal: str, i0: int, i1: int) -> np.ndarray:
-        """Samples ``i0 .. i1-1`` of ``signal`` (``ecg``, ``ppg`` or ``resp``) as float32."""
+        """Samples ``i0 .. i1-1`` of ``signal`` (one of ``self.signals``) as float32."""
         fs = self.fs[signal]
         t = np.arange(i0, i1, dtype=np.float64) / fs
         if t.size == 0:
@@ -438,15 +487,16 @@ class PatientSimulator:
         self._ensure_beats(t1 + 1.5)
         if signal == "ecg":
             x = self._render_ecg(t)
+        elif signal == "ecg2":
+            x = self.ecg2_gain * self._render_ecg(t)
         elif signal == "ppg":
             x = self._render_ppg(t)
+        elif signal == "abp":
+            x = self._render_abp(t)
         else:
             x = self._render_resp(t)
-        x = (
-            x
-            + self._noise(signal, i0, i1)
-            * {"ecg": self.ecg_noise_mv, "ppg": 0.01, "resp": 0.02}[signal]
-        )
+        noise = {"ecg": self.ecg_noise_mv, "ecg2": self.ecg_noise_mv, "ppg": 0.01, "resp": 0.02, "abp": 0.4}
+        x = x + self._noise(signal, i0, i1) * noise[signal]
         for k, ep in enumerate(self._episodes):
             if ep.end_s <= t0 or ep.start_s > t1:
                 continue
@@ -536,6 +586,42 @@ class PatientSimulator:
             x = x + (amp[:, None] * pulse * (np.abs(dt) < 1.4)).sum(axis=0)
         return x
 
+    def _render_abp(self, t: np.ndarray) -> np.ndarray:
+        systolic = np.full_like(t, self.systolic_mmhg)
+        diastolic = np.full_like(t, self.diastolic_mmhg)
+        for ep in self._episodes:
+            if ep.type == "hypotension" and ep.end_s > t[0] - 30 and ep.start_s <= t[-1]:
+                # Pressures drift down and back over ~20 s, as a falling output would.
+                depth = _smooth_box(t, ep.start_s, ep.end_s, 10.0)
+                systolic += depth * (ep.param("systolic_mmhg") - self.systolic_mmhg)
+                diastolic += depth * (ep.param("diastolic_mmhg") - self.diastolic_mmhg)
+        # Breathing swings arterial pressure a few mmHg (pulsus paradoxus when large).
+        x = diastolic + 2.0 * self._breath(t)
+        b = self._beats
+        sel = b[(b[:, 0] > t[0] - 1.5) & (b[:, 0] < t[-1])]
+        if len(sel):
+            tb, rr, amp = sel[:, 0], sel[:, 2], sel[:, 4] / self.ppg_gain
+            s = _pulse_scale(rr)[:, None]
+            dt = t[None, :] - (tb + _ABP_DELAY_S)[:, None]
+            peak = 0.1 * s
+            # Steep upstroke, systolic decay, the dicrotic notch and wave, diastolic run-off.
+            width = np.where(dt < peak, 0.035 * s, 0.13 * s)
+            wave = np.exp(-0.5 * ((dt - peak) / width) ** 2)
+            wave += 0.18 * np.exp(-0.5 * ((dt - 0.34 * s) / (0.045 * s)) ** 2)
+            pulses = (amp[:, None] * wave * (dt > -0.05) * (dt < 1.5)).sum(axis=0)
+            x = x + (systolic - diastolic) * pulses
+        for ep in self._episodes:
+            if ep.type in _NO_BEAT_EPISODES and ep.end_s + 5 * _ARREST_TAU_S > t[0] and ep.start_s <= t[-1]:
+                # Share of the living pressure left: it decays while nothing ejects, and the
+                # first beats after the episode restore it over a few seconds.
+                fall = np.exp(-np.clip(t - ep.start_s, 0.0, None) / _ARREST_TAU_S)
+                fall_end = math.exp(-ep.duration_s / _ARREST_TAU_S)
+                after = np.clip(t - ep.end_s, 0.0, None)
+                recovered = fall_end + (1 - fall_end) * (1 - np.exp(-after / (_ARREST_TAU_S / 2)))
+                share = np.where(t < ep.start_s, 1.0, np.where(t < ep.end_s, fall, recovered))
+                x = _ARREST_MMHG + (x - _ARREST_MMHG) * share
+        return x
+
     def _render_resp(self, t: np.ndarray) -> np.ndarray:
         return self._breath(t)
 
@@ -546,8 +632,10 @@ class PatientSimulator:
             envelope = np.maximum(envelope, _smooth_box(t, a, b, 0.15))
         scale = {
             "ecg": ep.param("ecg_mv"),
+            "ecg2": ep.param("ecg_mv"),
             "ppg": ep.param("ppg_scale") * self.ppg_gain,
             "resp": ep.param("resp_scale") * self.resp_gain,
+            "abp": ep.param("abp_mmhg"),
         }[signal]
         # Movement moves the electrodes and the sensor: large low-frequency swings plus
         # broadband (EMG-like) noise during each burst.
@@ -590,7 +678,7 @@ class PatientSimulator:
             t0 = k * block_s
             t1 = (k + 1) * block_s if end is None else min((k + 1) * block_s, end)
             out = {}
-            for sig in SIGNALS:
+            for sig in self.signals:
                 fs = self.fs[sig]
                 out[sig] = self.render(sig, math.ceil(t0 * fs - 1e-9), math.ceil(t1 * fs - 1e-9))
             self._prune(t0)
@@ -645,9 +733,11 @@ _PROGRAMMES: dict[str, list[tuple[str, float, float]]] = {
     "ventricular": [("vtach", 30, 12), ("tachy", 110, 70), ("extreme_tachy", 220, 45)],
     "respiratory": [("apnea", 30, 25), ("resp_abnormal", 120, 90)],
     "technical": [("motion", 25, 15), ("lead_off", 110, 20)],
+    # An ICU bed: the first lead comes off while the second carries on.
+    "icu": [("hypotension", 40, 110), ("lead_off", 200, 20)],
 }
 # The order patients get profiles in: a cohort of 3 already has bradycardia, AF and
-# normal; 4 adds asystole; 8 covers every episode type.
+# normal; 4 adds asystole; 9 covers every episode type and has an ICU bed.
 COHORT_PROFILES = (
     "normal",
     "bradycardia",
@@ -657,6 +747,7 @@ COHORT_PROFILES = (
     "ventricular",
     "respiratory",
     "technical",
+    "icu",
 )
 PROGRAMME_PERIOD_S = 300.0
 
@@ -696,6 +787,7 @@ def default_cohort(
                 profile=profile,
                 hr_bpm=round(hr, 1),
                 resp_rate_bpm=round(float(rng.uniform(12, 18)), 1),
+                icu=profile == "icu",
             )
         )
     return cohort
@@ -718,18 +810,16 @@ def simulate_patient(
     if scenario.duration_s is None:
         raise ValueError("simulate_patient needs a finite duration; use PatientSimulator.blocks")
     sim = PatientSimulator(scenario, fs_ecg=fs_ecg, fs_ppg=fs_ppg, fs_resp=fs_resp, seed=seed)
-    parts: dict[str, list[np.ndarray]] = {s: [] for s in SIGNALS}
+    parts: dict[str, list[np.ndarray]] = {s: [] for s in sim.signals}
     for block in sim.blocks(block_s):
-        for s in SIGNALS:
+        for s in sim.signals:
             parts[s].append(block[s])
     rows = scenario.truth(start_ms)
     return SimulatedRecording(
         patient_id=scenario.patient_id,
         start_ms=int(start_ms),
         fs=dict(sim.fs),
-        ecg=np.concatenate(parts["ecg"]),
-        ppg=np.concatenate(parts["ppg"]),
-        resp=np.concatenate(parts["resp"]),
+        **{s: np.concatenate(parts[s]) for s in sim.signals},
         episodes=[r for r in rows if r["role"] == "expected"],
         tolerated=[r for r in rows if r["role"] == "tolerated"],
         profile=scenario.profile,
@@ -749,14 +839,11 @@ def save_simulated(directory: Path, recordings: Sequence[SimulatedRecording]) ->
     directory.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     for rec in recordings:
+        arrays = rec.signal_arrays()
         np.savez_compressed(
             directory / f"{rec.patient_id}.npz",
-            ecg=rec.ecg,
-            ppg=rec.ppg,
-            resp=rec.resp,
-            fs_ecg=rec.fs["ecg"],
-            fs_ppg=rec.fs["ppg"],
-            fs_resp=rec.fs["resp"],
+            **{name: x for name, (x, _fs) in arrays.items()},
+            **{f"fs_{name}": fs for name, (_x, fs) in arrays.items()},
             start_ms=np.int64(rec.start_ms),
             profile=np.str_(rec.profile),
         )
@@ -767,7 +854,7 @@ def save_simulated(directory: Path, recordings: Sequence[SimulatedRecording]) ->
 def write_simulated(
     directory: Path,
     *,
-    patients: int = 8,
+    patients: int = 9,
     duration_s: float = 600.0,
     seed: int = 0,
     start_ms: int = 0,
@@ -798,14 +885,13 @@ def load_simulated(directory: Path | str) -> list[SimulatedRecording]:
         with np.load(path) as data:
             pid = path.stem
             rows = truth.get(pid, [])
+            present = [s for s in SIGNALS + ICU_SIGNALS if s in data]
             out.append(
                 SimulatedRecording(
                     patient_id=pid,
                     start_ms=int(data["start_ms"]),
-                    fs={s: float(data[f"fs_{s}"]) for s in SIGNALS},
-                    ecg=data["ecg"].astype(np.float32),
-                    ppg=data["ppg"].astype(np.float32),
-                    resp=data["resp"].astype(np.float32),
+                    fs={s: float(data[f"fs_{s}"]) for s in present},
+                    **{s: data[s].astype(np.float32) for s in present},  # type: ignore[arg-type]
                     episodes=[r for r in rows if r.get("role", "expected") == "expected"],
                     tolerated=[r for r in rows if r.get("role") == "tolerated"],
                     profile=str(data["profile"]) if "profile" in data else "",
@@ -852,18 +938,18 @@ class LiveWard:
         self.chunk_s = chunk_s
         self.simulators = [
             PatientSimulator(
-                s, fs_ecg=rates["ecg"], fs_ppg=rates["ppg"], fs_resp=rates["resp"], seed=seed
+                s, fs_ecg=rates["ecg"], fs_ppg=rates["ppg"], fs_resp=rates["resp"], fs_abp=rates["abp"], seed=seed
             )
             for s in self.cohort
         ]
         self.streams = [
             {
                 sig: DeviceStream(
-                    s.patient_id, device_id_for(s.patient_id), sig, rates[sig], start_ms, chunk_s
+                    s.patient_id, device_id_for(s.patient_id), sig, sim.fs[sig], start_ms, chunk_s
                 )
-                for sig in SIGNALS
+                for sig in sim.signals
             }
-            for s in self.cohort
+            for s, sim in zip(self.cohort, self.simulators, strict=True)
         ]
         self._pending_truth = sorted(
             (row for s in self.cohort for row in s.truth(self.start_ms)),
@@ -876,7 +962,7 @@ class LiveWard:
             self._truth_file = open(truth_path, "w")  # noqa: SIM115 - closed in close()
         self._keep = keep
         self._kept: list[dict[str, list[np.ndarray]]] = [
-            {sig: [] for sig in SIGNALS} for _ in self.cohort
+            {sig: [] for sig in sim.signals} for sim in self.simulators
         ]
 
     def _write_truth(self, until_ms: float) -> None:
@@ -901,7 +987,7 @@ class LiveWard:
                     batch.extend(c for s in self.streams[i].values() for c in s.flush())
                     continue
                 alive = True
-                for sig in SIGNALS:
+                for sig in self.simulators[i].signals:
                     if self._keep:
                         self._kept[i][sig].append(block[sig])
                     batch.extend(self.streams[i][sig].feed(block[sig]))
@@ -920,7 +1006,7 @@ class LiveWard:
         for scenario, sim, kept in zip(self.cohort, self.simulators, self._kept, strict=True):
             arrays = {
                 sig: np.concatenate(kept[sig]) if kept[sig] else np.zeros(0, np.float32)
-                for sig in SIGNALS
+                for sig in sim.signals
             }
             end_ms = self.start_ms + round(1000 * len(arrays["ecg"]) / sim.fs["ecg"])
             rows = [
@@ -932,9 +1018,7 @@ class LiveWard:
                     patient_id=scenario.patient_id,
                     start_ms=self.start_ms,
                     fs=dict(sim.fs),
-                    ecg=arrays["ecg"],
-                    ppg=arrays["ppg"],
-                    resp=arrays["resp"],
+                    **arrays,  # type: ignore[arg-type]
                     episodes=[r for r in rows if r["role"] == "expected"],
                     tolerated=[r for r in rows if r["role"] == "tolerated"],
                     profile=scenario.profile,

@@ -216,7 +216,7 @@ def _finish(summary: dict[str, Any], as_json: bool) -> None:
 
 
 def simulate(
-    patients: Annotated[int, typer.Option(help="Number of simulated patients.")] = 8,
+    patients: Annotated[int, typer.Option(help="Number of simulated patients (9 cover every episode type).")] = 9,
     duration: Annotated[
         float | None, typer.Option(help="Seconds to simulate (default: until stopped).")
     ] = None,

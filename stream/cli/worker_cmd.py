@@ -52,7 +52,9 @@ def worker(
 
 
 def demo(
-    patients: int = typer.Option(8, help="Simulated patients (the cohort always includes brady, AF and asystole)."),
+    patients: int = typer.Option(
+        9, help="Simulated patients (the cohort includes brady, AF and asystole; the 9th is an ICU bed)."
+    ),
     duration: float = typer.Option(90.0, help="Seconds to run before stopping cleanly."),
     seed: int = typer.Option(7, help="Simulator seed."),
 ) -> None:

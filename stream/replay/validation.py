@@ -568,7 +568,7 @@ SCORERS = {
 # ---------------------------------------------------------------- orchestration
 
 
-def generate_synthetic(target: Path, patients: int = 6, duration_s: float = 600.0, seed: int = 7) -> Path:
+def generate_synthetic(target: Path, patients: int = 9, duration_s: float = 600.0, seed: int = 7) -> Path:
     """Write a simulated cohort with ground truth (``<patient>.npz`` + ``truth.jsonl``)."""
     from stream import simulator
 

@@ -28,8 +28,8 @@ def publish_recordings(
     ``without``: simulated signals not sent for a patient id."""
     streams = []
     for rec in recordings:
-        signals = {Signal.ECG: (rec.ecg, rec.fs["ecg"]), Signal.PPG: (rec.ppg, rec.fs["ppg"]),
-                   Signal.RESP: (rec.resp, rec.fs["resp"]), **(extra or {}).get(rec.patient_id, {})}
+        signals = {Signal(name): arrays for name, arrays in rec.signal_arrays().items()}
+        signals.update((extra or {}).get(rec.patient_id, {}))
         for signal in (without or {}).get(rec.patient_id, set()):
             signals.pop(signal)
         streams.append(chunk_signals(rec.patient_id, device_id_for(rec.patient_id), signals, rec.start_ms))

@@ -22,6 +22,7 @@ def test_settings_from_environment() -> None:
         ({"VITALSTREAM_PARTITIONS": "0"}, "PARTITIONS must be >= 1"),
         ({"VITALSTREAM_HOP_S": "20"}, "HOP_S"),
         ({"VITALSTREAM_REDIS_PREFIX": "a:b"}, "REDIS_PREFIX"),
+        ({"VITALSTREAM_ALIGN_HOLD_S": "-1"}, "ALIGN_HOLD_S must be >= 0"),
     ],
 )
 def test_bad_settings_are_explained(env: dict[str, str], message: str) -> None:

@@ -284,3 +284,96 @@ def test_live_ward_orders_chunks_and_writes_truth_as_episodes_start(tmp_path: Pa
     recordings = ward.recordings()
     reference = sim.simulate_patient(cohort[1], seed=2)
     np.testing.assert_array_equal(recordings[1].ecg, reference.ecg)
+
+
+# ---------------------------------------------------------------- ICU bed
+
+
+@pytest.fixture(scope="module")
+def icu() -> sim.SimulatedRecording:
+    scenario = PatientScenario(
+        "p-icu",
+        (EpisodeSpec("hypotension", 60, 90), EpisodeSpec("asystole", 200, 8), EpisodeSpec("lead_off", 230, 20)),
+        270.0,
+        icu=True,
+    )
+    return sim.simulate_patient(scenario, seed=SEED, start_ms=1_700_000_000_000)
+
+
+def _pressures(rec: sim.SimulatedRecording, t0: float, t1: float) -> tuple[float, float, float]:
+    """Median systolic and diastolic (per beat-to-beat cycle) and the mean, in mmHg."""
+    x = _segment(rec, "abp", t0, t1)
+    fs = rec.fs["abp"]
+    peaks, _ = find_peaks(x, distance=int(0.3 * fs), prominence=8)
+    cycles = [x[a:b] for a, b in zip(peaks[:-1], peaks[1:], strict=True)]
+    return (
+        float(np.median([c.max() for c in cycles])),
+        float(np.median([c.min() for c in cycles])),
+        float(np.mean([c.mean() for c in cycles])),
+    )
+
+
+def test_an_icu_bed_has_a_second_lead_and_an_arterial_line(icu, scripted) -> None:
+    assert set(icu.signal_arrays()) == {"ecg", "ecg2", "ppg", "abp", "resp"}
+    assert len(icu.ecg2) == len(icu.ecg) and len(icu.abp) == 270 * 125
+    assert scripted[1].ecg2 is None and set(scripted[1].signal_arrays()) == {"ecg", "ppg", "resp"}
+    # The second lead sees the same beats.
+    r1 = _r_peaks(icu, 10, 40)
+    lead2 = _segment(icu, "ecg2", 10, 40)
+    peaks2, _ = find_peaks(lead2, distance=int(0.3 * 250), height=0.5 * np.percentile(lead2, 99.5))
+    assert abs(len(peaks2) - len(r1)) <= 1
+
+
+def test_arterial_pressure_at_rest_in_hypotension_and_in_arrest(icu) -> None:
+    systolic, diastolic, mean = _pressures(icu, 10, 40)
+    assert 100 <= systolic <= 145 and 55 <= diastolic <= 85 and 70 <= mean <= 105
+    systolic, diastolic, mean = _pressures(icu, 100, 140)
+    assert systolic < 90 and diastolic < 50 and mean < 65  # the alert's threshold
+    _, _, mean_after = _pressures(icu, 170, 195)
+    assert mean_after >= 70
+    arrest = _segment(icu, "abp", 205, 208)  # 5-8 s into asystole: no pulse, pressure falling
+    assert arrest.max() - arrest.min() < 10 and arrest.mean() < 40
+
+
+def test_lead_off_disconnects_only_the_first_lead(icu) -> None:
+    first = _segment(icu, "ecg", 232, 248)
+    second = _segment(icu, "ecg2", 232, 248)
+    assert np.ptp(first) < 1e-3 and np.ptp(second) > 0.3
+
+
+def test_icu_signals_do_not_depend_on_block_size_and_survive_save_and_load(icu, tmp_path: Path) -> None:
+    scenario = PatientScenario("p-icu", (EpisodeSpec("hypotension", 60, 90),), 270.0, icu=True)
+    blocks = list(PatientSimulator(scenario, seed=SEED).blocks(7.0, end_s=70.0))
+    abp = np.concatenate([b["abp"] for b in blocks])
+    np.testing.assert_array_equal(abp, icu.abp[: len(abp)])
+    sim.save_simulated(tmp_path, [icu])
+    (loaded,) = sim.load_simulated(tmp_path)
+    np.testing.assert_array_equal(loaded.abp, icu.abp)
+    np.testing.assert_array_equal(loaded.ecg2, icu.ecg2)
+    assert loaded.fs == icu.fs
+
+
+def test_hypotension_needs_an_arterial_line() -> None:
+    with pytest.raises(ValueError, match="arterial line"):
+        PatientScenario("p", (EpisodeSpec("hypotension", 10, 30),), 60.0)
+
+
+def test_the_ninth_patient_of_a_cohort_is_an_icu_bed() -> None:
+    cohort = sim.default_cohort(9, 300, seed=0)
+    assert [s.icu for s in cohort] == [False] * 8 + [True]
+    assert {ep.type for ep in cohort[8].episodes} == {"hypotension", "lead_off"}
+    assert {ep.type for s in cohort for ep in s.episodes} == set(sim.EPISODE_TYPES)
+
+
+def test_live_ward_streams_an_icu_bed_on_five_topics() -> None:
+    cohort = sim.default_cohort(9, 12, seed=2)[7:]
+    ward = sim.LiveWard(cohort, start_ms=1_700_000_000_000, seed=2, keep=True)
+    chunks = list(ward.chunks())
+    topics = {c.patient_id: set() for c in chunks}
+    for c in chunks:
+        topics[c.patient_id].add(c.signal.topic)
+    assert topics["sim-009"] == {"vitals.ecg", "vitals.ecg2", "vitals.ppg", "vitals.abp", "vitals.resp"}
+    assert topics["sim-008"] == {"vitals.ecg", "vitals.ppg", "vitals.resp"}
+    assert {c.units for c in chunks if c.signal.value == "abp"} == {"mmHg"}
+    recordings = ward.recordings()
+    np.testing.assert_array_equal(recordings[1].abp, sim.simulate_patient(cohort[1], seed=2).abp)
