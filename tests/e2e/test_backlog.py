@@ -72,7 +72,8 @@ def test_a_worker_reading_a_backlog_waits_for_its_lagging_topics(services, tmp_p
             assert all(f.ecg is not None and f.ppg is not None and not f.gaps for f in fs), pid
         assert all(not f.gaps and f.ecg is not None for fs in findings.values() for f in fs)
         alerts = [a for pid in patients for a in store.list_alerts(pid, include_resolved=True)]
-        assert not [a for a in alerts if a.type in ("signal_loss", "device_silent", "lead_off")], alerts
+        # (device_silent may be raised: the recordings end, and the devices then are silent)
+        assert not [a for a in alerts if a.type in ("signal_loss", "lead_off", "poor_signal")], alerts
     finally:
         for key in client.scan_iter(match=f"{env['VITALSTREAM_REDIS_PREFIX']}:*", count=1000):
             client.delete(key)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -305,7 +306,7 @@ def _pressures(rec: sim.SimulatedRecording, t0: float, t1: float) -> tuple[float
     x = _segment(rec, "abp", t0, t1)
     fs = rec.fs["abp"]
     peaks, _ = find_peaks(x, distance=int(0.3 * fs), prominence=8)
-    cycles = [x[a:b] for a, b in zip(peaks[:-1], peaks[1:], strict=True)]
+    cycles = [x[a:b] for a, b in itertools.pairwise(peaks)]
     return (
         float(np.median([c.max() for c in cycles])),
         float(np.median([c.min() for c in cycles])),
