@@ -2,7 +2,10 @@
 at its own pace: the PPG topic of this test holds two patients, the ECG topic twelve, so the
 worker reaches a PPG patient's PPG minutes of event time before its ECG. The findings must
 still be those of an interleaved feed: no window missing a signal, no gap, no signal-loss
-alert (see ``PatientMonitor``: chunks read ahead of a lagging topic wait for it)."""
+alert (see ``PatientMonitor``: chunks read ahead of a lagging topic wait for it).
+
+The test has a broker of its own: a worker already running on the session's broker would
+read the same topics live, and its findings would be indistinguishable from this one's."""
 
 from __future__ import annotations
 
@@ -14,9 +17,10 @@ import pytest
 from alerting.store import RedisAlertStore
 from stream.findings import VitalsFinding
 from stream.schema import Signal
+from stream.services import create_topics, embedded_services
 from stream.simulator import PatientScenario
 from stream.worker_process import WorkerProcess
-from tests.e2e.conftest import pipeline_env
+from tests.e2e.conftest import PARTITIONS, pipeline_env
 from tests.e2e.kafka_io import consume_until
 from tests.e2e.publish import publish_recordings, simulate
 
@@ -27,16 +31,22 @@ PATIENTS = 12
 
 
 def test_a_worker_reading_a_backlog_waits_for_its_lagging_topics(services, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with embedded_services(tmp_path / "services", env={"REDIS_URL": services.redis_url}) as private:
+        create_topics(private.kafka_bootstrap, PARTITIONS)
+        _check_backlog(private, tmp_path)
+
+
+def _check_backlog(endpoints, tmp_path) -> None:  # type: ignore[no-untyped-def]
     tag = uuid.uuid4().hex[:6]
     recordings = simulate([PatientScenario(f"bl{i}-{tag}", (), duration_s=DURATION_S) for i in range(PATIENTS)])
     with_ppg = {recordings[0].patient_id, recordings[1].patient_id}
     publish_recordings(
-        services.kafka_bootstrap,
+        endpoints.kafka_bootstrap,
         recordings,
         without={r.patient_id: {Signal.PPG} for r in recordings if r.patient_id not in with_ppg},
     )
     # The worker starts after everything was published: a backlog from its first fetch.
-    env = pipeline_env(services, tmp_path, f"bl{tag}")
+    env = pipeline_env(endpoints, tmp_path, f"bl{tag}")
     patients = {r.patient_id for r in recordings}
     windows_each = (DURATION_S - 10) // 2 + 1
 
@@ -49,13 +59,13 @@ def test_a_worker_reading_a_backlog_waits_for_its_lagging_topics(services, tmp_p
 
     import redis
 
-    client = redis.Redis.from_url(services.redis_url)
+    client = redis.Redis.from_url(endpoints.redis_url)
     store = RedisAlertStore(client, prefix=env["VITALSTREAM_REDIS_PREFIX"])
     try:
         with WorkerProcess(env, tmp_path / "worker.log") as worker:
             worker.wait_ready(150)
             kept = consume_until(
-                services.kafka_bootstrap,
+                endpoints.kafka_bootstrap,
                 "vitals.findings",
                 lambda k: sum(len(v) >= windows_each for v in findings_of(k).values()) == PATIENTS,
                 timeout_s=120,
