@@ -56,6 +56,10 @@ class ConsumerProgress:
     def attach(self, patient_id: str, partition: Hashable) -> None:
         self.partitions_of.setdefault(patient_id, set()).add(partition)
 
+    def patients_on(self, partitions: set[Hashable]) -> list[str]:
+        """Patients whose data came from any of ``partitions``."""
+        return [p for p, parts in self.partitions_of.items() if parts & partitions]
+
     def forget(self, patient_id: str) -> None:
         self.partitions_of.pop(patient_id, None)
 

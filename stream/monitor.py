@@ -101,6 +101,8 @@ class MonitorOutput:
     held: int = 0  # chunks of this patient still held back after the call
     pushed_held: bool = False  # the pushed chunk is one of them
     overdue: int = 0  # held chunks let go because they waited ``align_hold_s``
+    # Chunks that left the hold during the call (fed), in order; may include the pushed one.
+    released: list[SampleChunk] = field(default_factory=list)
 
     def add(self, result: PushResult) -> None:
         self.statuses.append(result.status)
@@ -356,6 +358,18 @@ class PatientMonitor:
     def held(self) -> int:
         return sum(len(queue) for queue in self._held.values())
 
+    def holds(self, chunk: SampleChunk) -> bool:
+        """Whether ``chunk``, the one just pushed, is waiting (it is last in its queue)."""
+        queue = self._held[chunk.signal]
+        return bool(queue) and queue[-1][1] is chunk
+
+    def drop_held(self) -> list[SampleChunk]:
+        """Discard the held chunks (the patient's state is being dropped); returns them."""
+        dropped = [chunk for queue in self._held.values() for _, chunk in queue]
+        for queue in self._held.values():
+            queue.clear()
+        return dropped
+
     def _feed(self, chunk: SampleChunk, out: MonitorOutput) -> None:
         track = self.tracks[chunk.signal]
         result: PushResult = track.sequencer.push(chunk)
@@ -391,7 +405,9 @@ class PatientMonitor:
                 return
             _, signal, overdue = min(ready)
             out.overdue += int(overdue)
-            self._feed(self._held[signal].popleft()[1], out)
+            chunk = self._held[signal].popleft()[1]
+            out.released.append(chunk)
+            self._feed(chunk, out)
 
     def _waits_for(self, chunk: SampleChunk, produced_s: float, unread: UnreadFn) -> bool:
         """Whether ``chunk`` must wait for another signal whose topic may still hold data

@@ -60,8 +60,12 @@ class VitalsPipeline:
         hop_s: float = 2.0,
         align_hold_s: float = ALIGN_HOLD_S,
         clock: Callable[[], float] = time.monotonic,
+        on_release: Callable[[SampleChunk], None] | None = None,
     ) -> None:
+        """``on_release(chunk)``: a chunk that a monitor held back (see :meth:`holds`) left the
+        hold, analysed or dropped with its patient; the worker acknowledges its message then."""
         self.runtime = runtime
+        self.on_release = on_release
         self.window_s = window_s
         self.hop_s = hop_s
         self.align_hold_s = align_hold_s
@@ -89,6 +93,20 @@ class VitalsPipeline:
         self._count(out, held_before)
         return out.windows
 
+    def holds(self, chunk: SampleChunk) -> bool:
+        """Whether the chunk just pushed is being held back for a lagging topic: its message
+        must not count as processed (committed) until :attr:`on_release` says so, or a
+        worker that stops would lose it."""
+        monitor = self.monitors.get(chunk.patient_id)
+        return monitor is not None and monitor.holds(chunk)
+
+    def drop_held(self, patient_id: str) -> None:
+        """Discard a patient's held chunks without releasing them (its partition was revoked:
+        their messages are read again by whoever owns it next)."""
+        monitor = self.monitors.get(patient_id)
+        if monitor is not None:
+            self._count_held(-len(monitor.drop_held()))
+
     def process(self, chunks: Iterable[SampleChunk]) -> list[VitalsFinding]:
         """Push valid chunks (any patients, any order) and return the findings they complete."""
         windows: list[WindowAnalysis] = []
@@ -109,6 +127,9 @@ class VitalsPipeline:
         return out.windows
 
     def _count(self, out: MonitorOutput, held_before: int) -> None:
+        if self.on_release is not None:
+            for chunk in out.released:
+                self.on_release(chunk)
         self.counters.chunks.update(status.value for status in out.statuses)
         self.counters.gaps += int(out.gap)
         self.counters.resets += int(out.reset)
@@ -138,6 +159,13 @@ class VitalsPipeline:
             windows.extend(self.flush(patient_id))
         return windows
 
+    def restart_idle_clocks(self) -> None:
+        """Count every patient's silence from now (the worker itself stopped reading, e.g.
+        during a rebalance)."""
+        now = self.clock()
+        for patient_id in self.unflushed_since:
+            self.unflushed_since[patient_id] = now
+
     def assemble(self, windows: Sequence[WindowAnalysis]) -> list[VitalsFinding]:
         if not windows:
             return []
@@ -151,6 +179,9 @@ class VitalsPipeline:
         monitor = self.monitors.pop(patient_id, None)
         if monitor is not None:
             self._count_held(-monitor.held)
+            for chunk in monitor.drop_held():
+                if self.on_release is not None:
+                    self.on_release(chunk)
         self.unflushed_since.pop(patient_id, None)
         self.trends.pop(patient_id, None)
         self.runtime.forget(patient_id)

@@ -18,6 +18,8 @@ class WorkerStats:
     # (the worker lags), and high-water marks the consumer could not give (no lag check).
     idle_flushes_held: int = 0
     highwater_unknown: int = 0
+    # Messages of held chunks (PatientMonitor) acknowledged once their chunk was analysed.
+    held_messages_acked: int = 0
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -29,6 +31,7 @@ class WorkerStats:
             "bad_findings": self.bad_findings,
             "idle_flushes_held": self.idle_flushes_held,
             "highwater_unknown": self.highwater_unknown,
+            "held_messages_acked": self.held_messages_acked,
         }
 
 

@@ -6,7 +6,7 @@ import logging
 
 from faust.web import Request, Response, View
 
-from stream.agents.vitals import pipeline
+from stream.agents.vitals import held_events, pipeline
 from stream.app import app
 from stream.stats import worker_stats
 
@@ -20,6 +20,7 @@ def snapshot() -> dict[str, object]:
         "partitions": sorted(f"{tp.topic}:{tp.partition}" for tp in assignment),
         "patients": len(pipeline.monitors),
         "pipeline": pipeline.counters.as_dict(),
+        "held_messages": len(held_events),  # not yet acknowledged: their offsets wait
         **worker_stats.as_dict(),
     }
 

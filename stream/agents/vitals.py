@@ -18,15 +18,33 @@ from stream.deadletter import DeadLetter
 from stream.monitor import UnreadFn
 from stream.pipeline import VitalsPipeline
 from stream.schema import InvalidChunk, SampleChunk, Signal, decode_chunk
+from stream.services import VITALS_TOPICS
 from stream.stats import worker_stats
 from stream.window_analysis import WindowAnalysis
 
 log = logging.getLogger(__name__)
 
-pipeline = VitalsPipeline(
-    ModelRuntime.load_default(), window_s=settings.window_s, hop_s=settings.hop_s, align_hold_s=settings.align_hold_s
-)
 progress = ConsumerProgress()
+# Events whose chunks a patient's monitor holds back (see PatientMonitor): their messages
+# carry an extra reference, so the offset is committed only once the chunk was analysed. A
+# worker that stops while holding them leaves them to be read again by the next owner.
+held_events: dict[int, EventT] = {}
+
+
+def release_held(chunk: SampleChunk) -> None:
+    event = held_events.pop(id(chunk), None)
+    if event is not None:
+        event.ack()
+        worker_stats.held_messages_acked += 1
+
+
+pipeline = VitalsPipeline(
+    ModelRuntime.load_default(),
+    window_s=settings.window_s,
+    hop_s=settings.hop_s,
+    align_hold_s=settings.align_hold_s,
+    on_release=release_held,
+)
 
 
 def decode_event(event: EventT) -> SampleChunk:
@@ -67,8 +85,16 @@ async def process_vitals(stream) -> None:  # type: ignore[no-untyped-def]
             progress.advance(msg.tp, msg.offset, msg.timestamp)
             try:
                 chunk = decode_event(event)
-                progress.attach(chunk.patient_id, msg.tp)
+                if chunk.patient_id not in progress.partitions_of:
+                    # Every signal topic the patient could use, not only those read so far: a
+                    # worker on a backlog may not have reached the patient's PPG yet, and an
+                    # idle flush must not close windows without it.
+                    for signal in Signal:
+                        progress.attach(chunk.patient_id, TP(signal.topic, msg.partition))
                 windows.extend(pipeline.push(chunk, msg.timestamp, unread_on(msg.partition)))
+                if pipeline.holds(chunk):
+                    msg.incref()
+                    held_events[id(chunk)] = event
             except InvalidChunk as exc:
                 await dead_letter(event, exc)
             except Exception as exc:
@@ -78,6 +104,21 @@ async def process_vitals(stream) -> None:  # type: ignore[no-untyped-def]
                 progress.forget(patient_id)
                 await dead_letter(event, exc)
         await publish_findings(windows)
+
+
+@app.on_partitions_revoked.connect
+async def drop_held_of_revoked(app_, revoked, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    """Held chunks of revoked partitions are dropped unacknowledged: their offsets were not
+    committed, so whoever owns the partitions next (this worker too: Faust seeks to the
+    committed offsets after a rebalance) reads them again. Acknowledging them later would
+    commit offsets of partitions this worker may no longer own."""
+    moved = {tp for tp in revoked if tp.topic in VITALS_TOPICS}
+    if not moved:
+        return
+    for patient_id in progress.patients_on(moved):
+        pipeline.drop_held(patient_id)
+    for key in [k for k, event in held_events.items() if event.message.tp in moved]:
+        del held_events[key]
 
 
 def unread_on(partition: int) -> UnreadFn:
@@ -105,11 +146,26 @@ async def publish_findings(windows: list[WindowAnalysis]) -> None:
         await findings_topic.send(key=finding.patient_id.encode(), value=finding.to_json())
 
 
+# Rebalances the idle flush has seen (Faust's app.rebalancing_count) and when the last ended.
+rebalances_seen = {"count": 0, "at": 0.0}
+# After a rebalance, the idle flush waits until the consumer knows the high-water mark of
+# every vitals partition assigned to it (its first fetch), for at most this long.
+REBALANCE_SETTLE_S = 30.0
+
+
 @app.timer(interval=1.0)
 async def flush_quiet_patients() -> None:
     """Close the last window of patients whose devices stopped sending (see
     ``VitalsPipeline.flush_idle``); runs in the agent's event loop, between its polls."""
     if settings.flush_idle_s <= 0:
+        return
+    if app.rebalancing or app.rebalancing_count != rebalances_seen["count"] or _settling():
+        # Nothing is read during a rebalance, and until the first fetch after it the worker
+        # cannot tell what it has not read yet: that silence is the worker's, not the devices'.
+        if app.rebalancing_count != rebalances_seen["count"]:
+            rebalances_seen.update(count=app.rebalancing_count, at=time.monotonic())
+        worker_stats.idle_flushes_held += len(pipeline.unflushed_since)
+        pipeline.restart_idle_clocks()
         return
     try:
         windows = pipeline.flush_idle(settings.flush_idle_s, caught_up=_caught_up)
@@ -117,6 +173,16 @@ async def flush_quiet_patients() -> None:
         log.exception("flushing quiet patients failed")
         return
     await publish_findings(windows)
+
+
+def _settling() -> bool:
+    """Shortly after a rebalance, while some assigned vitals partition has no high-water mark."""
+    if time.monotonic() - rebalances_seen["at"] > REBALANCE_SETTLE_S or app.consumer is None:
+        return False
+    return any(
+        tp.topic in VITALS_TOPICS and not isinstance(app.consumer.highwater(tp), int)
+        for tp in app.consumer.assignment()
+    )
 
 
 def _caught_up(patient_id: str) -> bool:

@@ -23,16 +23,19 @@ def publish_recordings(
     times: int = 1,
     extra: dict[str, dict[Signal, tuple[np.ndarray, float]]] | None = None,
     without: dict[str, set[Signal]] | None = None,
+    span_s: tuple[float, float] = (0.0, float("inf")),
 ) -> int:
     """``extra``: more signals per patient id (e.g. an arterial line), same start time;
-    ``without``: simulated signals not sent for a patient id."""
+    ``without``: simulated signals not sent for a patient id; ``span_s``: only the chunks
+    starting in [from, to) seconds of the recording (as a gateway sends them over time)."""
     streams = []
     for rec in recordings:
         signals = {Signal(name): arrays for name, arrays in rec.signal_arrays().items()}
         signals.update((extra or {}).get(rec.patient_id, {}))
         for signal in (without or {}).get(rec.patient_id, set()):
             signals.pop(signal)
-        streams.append(chunk_signals(rec.patient_id, device_id_for(rec.patient_id), signals, rec.start_ms))
+        chunks_of = chunk_signals(rec.patient_id, device_id_for(rec.patient_id), signals, rec.start_ms)
+        streams.append([c for c in chunks_of if span_s[0] <= (c.ts_ms - rec.start_ms) / 1000.0 < span_s[1]])
     chunks = list(merge_by_time(*streams))
 
     async def run() -> None:

@@ -116,3 +116,71 @@ def test_flush_idle_waits_for_a_patient_whose_data_the_worker_has_not_read_yet()
     highwater[("vitals.ecg", 0)] = 20  # the worker has read everything: the silence is real
     windows = pipe.flush_idle(3.0, caught_up=lambda p: progress.caught_up(p, highwater.get))
     assert [w.t_ms - 1_700_000_000_000 for w in windows] == [20_000]
+
+
+def test_held_chunks_are_released_once_each_and_findings_match(runtime: ModelRuntime, chunks: list) -> None:
+    """The worker reads the PPG topic 20 s behind the others. Every chunk held back is
+    released exactly once (the worker acknowledges its message then), and the findings are
+    those of the interleaved feed."""
+    ref_pipe = VitalsPipeline(ModelRuntime.load_default())
+    ref_windows = [w for c in chunks for w in ref_pipe.push(c)]
+    ref_windows += [w for pid in ("p-brady", "p-normal") for w in ref_pipe.flush(pid)]
+    reference = ref_pipe.assemble(ref_windows)
+    released: list = []
+    pipe = VitalsPipeline(runtime, on_release=released.append)
+    ppg = [c for c in chunks if c.signal is Signal.PPG]
+    others = [c for c in chunks if c.signal is not Signal.PPG]
+    order = []  # ECG and RESP read 20 s ahead of the PPG
+    for c in others:
+        order.append(c)
+        while ppg and ppg[0].end_ms <= c.end_ms - 20_000:
+            order.append(ppg.pop(0))
+    order += ppg
+    # The PPG topic's position is known from the start (Faust's first round of reads takes a
+    # message from every topic), but it advances 20 s of data behind the others.
+    read_until: dict[Signal, float] = {Signal.PPG: START_MS / 1000.0}
+    last_ppg_s = max(c.end_ms for c in chunks if c.signal is Signal.PPG) / 1000.0
+
+    def unread(signal: Signal, produced_s: float) -> bool:
+        read = read_until.get(signal)
+        return signal is Signal.PPG and read is not None and read < min(produced_s, last_ppg_s)
+
+    held: list = []
+    windows = []
+    for c in order:
+        produced_s = c.end_ms / 1000.0
+        read_until[c.signal] = max(read_until.get(c.signal, 0.0), produced_s)
+        windows += pipe.push(c, produced_s, unread)
+        if pipe.holds(c):
+            held.append(c)
+    for pid in ("p-brady", "p-normal"):
+        windows += pipe.flush(pid)
+    assert held and pipe.counters.held == len(held)
+    # Every held chunk is released exactly once (so is any chunk that queued behind held ones).
+    assert len(set(map(id, released))) == len(released) and set(map(id, held)) <= set(map(id, released))
+    findings = pipe.assemble(windows)
+    key = lambda f: (f.patient_id, f.t_ms)  # noqa: E731
+    assert sorted(map(key, findings)) == sorted(map(key, reference))
+    assert all(not f.gaps for f in findings)
+    by_key = {key(f): f for f in reference}
+    assert all(f.ecg.hr_bpm == by_key[key(f)].ecg.hr_bpm for f in findings)
+    assert all(f.ppg == by_key[key(f)].ppg for f in findings)
+
+
+def test_forgetting_a_patient_releases_its_held_chunks_and_a_revocation_drops_them() -> None:
+    released: list = []
+    pipe = VitalsPipeline(ModelRuntime.load_default(), on_release=released.append)
+    rec = simulate_patient(PatientScenario("p", (), duration_s=20), start_ms=START_MS)
+    ecg = list(chunk_signals("p", "dev", {Signal.ECG: (rec.ecg, 250.0)}, START_MS))
+    ppg = list(chunk_signals("p", "dev", {Signal.PPG: (rec.ppg, 125.0)}, START_MS))
+    pipe.push(ppg[0], 1.0)
+    for c in ecg[2:8]:
+        pipe.push(c, c.end_ms / 1000.0, lambda s, t: s is Signal.PPG)
+        assert pipe.holds(c)
+    assert pipe.counters.held_now == 6
+    pipe.drop_held("p")  # revoked: nothing is released (the messages are read again)
+    assert released == [] and pipe.counters.held_now == 0
+    for c in ecg[8:10]:
+        pipe.push(c, c.end_ms / 1000.0, lambda s, t: s is Signal.PPG)
+    pipe.forget("p")
+    assert released == ecg[8:10] and pipe.counters.held_now == 0
