@@ -100,12 +100,15 @@ class VitalsPipeline:
         monitor = self.monitors.get(chunk.patient_id)
         return monitor is not None and monitor.holds(chunk)
 
-    def drop_held(self, patient_id: str) -> None:
-        """Discard a patient's held chunks without releasing them (its partition was revoked:
-        their messages are read again by whoever owns it next)."""
+    def drop_held(self, patient_id: str) -> list[SampleChunk]:
+        """Discard a patient's held chunks without releasing them, and return them (its
+        partition was revoked: their messages are read again by whoever owns it next)."""
         monitor = self.monitors.get(patient_id)
-        if monitor is not None:
-            self._count_held(-len(monitor.drop_held()))
+        if monitor is None:
+            return []
+        dropped = monitor.drop_held()
+        self._count_held(-len(dropped))
+        return dropped
 
     def process(self, chunks: Iterable[SampleChunk]) -> list[VitalsFinding]:
         """Push valid chunks (any patients, any order) and return the findings they complete."""

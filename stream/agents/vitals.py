@@ -100,6 +100,13 @@ async def process_vitals(stream) -> None:  # type: ignore[no-untyped-def]
             except Exception as exc:
                 log.exception("internal error on %s; patient state reset", msg.key)
                 patient_id = msg.key.decode(errors="replace") if msg.key else ""
+                # The patient's held chunks go with its state: dead-letter them too, so
+                # nothing is dropped unseen.
+                for held in pipeline.drop_held(patient_id):
+                    held_event = held_events.pop(id(held), None)
+                    if held_event is not None:
+                        await dead_letter(held_event, exc)
+                        held_event.ack()
                 pipeline.forget(patient_id)
                 progress.forget(patient_id)
                 await dead_letter(event, exc)

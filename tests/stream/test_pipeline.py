@@ -178,8 +178,8 @@ def test_forgetting_a_patient_releases_its_held_chunks_and_a_revocation_drops_th
         pipe.push(c, c.end_ms / 1000.0, lambda s, t: s is Signal.PPG)
         assert pipe.holds(c)
     assert pipe.counters.held_now == 6
-    pipe.drop_held("p")  # revoked: nothing is released (the messages are read again)
-    assert released == [] and pipe.counters.held_now == 0
+    dropped = pipe.drop_held("p")  # revoked: nothing is released (the messages are read again)
+    assert dropped == ecg[2:8] and released == [] and pipe.counters.held_now == 0
     for c in ecg[8:10]:
         pipe.push(c, c.end_ms / 1000.0, lambda s, t: s is Signal.PPG)
     pipe.forget("p")
