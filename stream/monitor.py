@@ -364,7 +364,8 @@ class PatientMonitor:
         return bool(queue) and queue[-1][1] is chunk
 
     def drop_held(self) -> list[SampleChunk]:
-        """Discard the held chunks (the patient's state is being dropped); returns them."""
+        """Discard the held chunks and return them (their partition was revoked, or the
+        patient's state is being reset); the caller decides what becomes of their messages."""
         dropped = [chunk for queue in self._held.values() for _, chunk in queue]
         for queue in self._held.values():
             queue.clear()
