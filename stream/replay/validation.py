@@ -5,11 +5,11 @@ and Redis; create the topics; start a ``vitalstream worker`` subprocess with a f
 Redis key prefix and a fresh Faust app id (= consumer group); publish every record as a
 distinct patient through the gateway SDK, held back every ``THROTTLE_EVERY_S`` of event
 time until each patient's newest finding is within ``backlog_s`` of what was sent to it;
-wait until drained; read the
-alerts back from Redis and the findings from ``vitals.findings``; score; write
-``metrics.json``, ``report.md`` and plots; delete the Redis prefix and stop everything it
-started. The recordings are only read. ``in_process=True`` replaces the transport steps with
-:mod:`stream.replay.in_process` (same stages, no broker, Redis or worker) for quick tuning.
+wait until drained; read the alerts back from Redis and the findings from
+``vitals.findings``; score; write ``metrics.json``, ``report.md`` and plots; delete the
+Redis prefix and stop everything it started. The recordings are only read.
+``in_process=True`` replaces the transport steps with :mod:`stream.replay.in_process`
+(same stages, no broker, Redis or worker) for quick tuning.
 
 Drained = the worker's consumer group has no lag on the vitals and findings topics, every
 patient's last finding reaches its last closable window (or no new finding arrived for
