@@ -70,38 +70,33 @@ RULES: tuple[SignalRule, ...] = (
 )
 
 
+# NEWS2 sub-score bands (Royal College of Physicians 2017): (inclusive upper bound, score),
+# in rising order; a value above the last bound scores 3.
+NEWS2_RESP_RATE_BANDS = ((8, 3), (11, 1), (20, 0), (24, 2))
+NEWS2_PULSE_BANDS = ((40, 3), (50, 1), (90, 0), (110, 1), (130, 2))
+NEWS2_SYSTOLIC_BANDS = ((90, 3), (100, 2), (110, 1), (219, 0))
+
+
+def _news2_band(value: float, bands: tuple[tuple[float, int], ...]) -> int:
+    for upper, score in bands:
+        if value <= upper:
+            return score
+    return 3
+
+
 def news2_resp_rate(rate: float) -> int:
     """NEWS2 respiration-rate sub-score (breaths/min)."""
-    if rate <= 8:
-        return 3
-    if rate <= 11:
-        return 1
-    if rate <= 20:
-        return 0
-    if rate <= 24:
-        return 2
-    return 3
+    return _news2_band(rate, NEWS2_RESP_RATE_BANDS)
 
 
 def news2_pulse(rate: float) -> int:
     """NEWS2 pulse sub-score (beats/min)."""
-    if rate <= 40:
-        return 3
-    if rate <= 50:
-        return 1
-    if rate <= 90:
-        return 0
-    if rate <= 110:
-        return 1
-    if rate <= 130:
-        return 2
-    return 3
+    return _news2_band(rate, NEWS2_PULSE_BANDS)
 
 
 def news2_systolic(sbp: float) -> int:
     """NEWS2 systolic blood pressure sub-score (mmHg)."""
-    if sbp <= 90:
-        return 3
+    return _news2_band(sbp, NEWS2_SYSTOLIC_BANDS)
     if sbp <= 100:
         return 2
     if sbp <= 110:

@@ -99,7 +99,6 @@ class MonitorOutput:
     windows: list[WindowAnalysis] = field(default_factory=list)
     reset: bool = False
     held: int = 0  # chunks of this patient still held back after the call
-    pushed_held: bool = False  # the pushed chunk is one of them
     overdue: int = 0  # held chunks let go because they waited ``align_hold_s``
     # Chunks that left the hold during the call (fed), in order; may include the pushed one.
     released: list[SampleChunk] = field(default_factory=list)
@@ -329,10 +328,8 @@ class PatientMonitor:
         tells whether another signal may still be on its way (see the module docstring)."""
         out = MonitorOutput()
         if self.held or (unread is not None and self._waits_for(chunk, produced_s, unread)):
-            queue = self._held[chunk.signal]
-            queue.append((produced_s, chunk))
+            self._held[chunk.signal].append((produced_s, chunk))
             self._release(unread, out)
-            out.pushed_held = bool(queue) and queue[-1][1] is chunk
         else:
             self._feed(chunk, out)
         out.held = self.held

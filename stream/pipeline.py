@@ -89,7 +89,7 @@ class VitalsPipeline:
         held_before = monitor.held
         out = monitor.push(chunk, produced_s, unread)
         self.unflushed_since[chunk.patient_id] = self.clock()
-        self.counters.held += int(out.pushed_held)
+        self.counters.held += int(monitor.holds(chunk))
         self._count(out, held_before)
         return out.windows
 

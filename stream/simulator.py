@@ -578,11 +578,8 @@ class PatientSimulator:
             amp = amp * (1 + 0.1 * ramp * np.cos(phase))
             s = _pulse_scale(rr)[:, None]
             dt = t[None, :] - (tb + ptt)[:, None]
-            peak = 0.13 * s
             # Fast systolic upstroke, slower fall; then the diastolic (reflected) wave.
-            width = np.where(dt < peak, 0.05 * s, 0.1 * s)
-            pulse = np.exp(-0.5 * ((dt - peak) / width) ** 2)
-            pulse += 0.35 * np.exp(-0.5 * ((dt - 0.36 * s) / (0.08 * s)) ** 2)
+            pulse = _pulse_shape(dt, s, peak=0.13, rise=0.05, fall=0.1, wave=(0.35, 0.36, 0.08))
             x = x + (amp[:, None] * pulse * (np.abs(dt) < 1.4)).sum(axis=0)
         return x
 
@@ -603,11 +600,8 @@ class PatientSimulator:
             tb, rr, amp = sel[:, 0], sel[:, 2], sel[:, 4] / self.ppg_gain
             s = _pulse_scale(rr)[:, None]
             dt = t[None, :] - (tb + _ABP_DELAY_S)[:, None]
-            peak = 0.1 * s
             # Steep upstroke, systolic decay, the dicrotic notch and wave, diastolic run-off.
-            width = np.where(dt < peak, 0.035 * s, 0.13 * s)
-            wave = np.exp(-0.5 * ((dt - peak) / width) ** 2)
-            wave += 0.18 * np.exp(-0.5 * ((dt - 0.34 * s) / (0.045 * s)) ** 2)
+            wave = _pulse_shape(dt, s, peak=0.1, rise=0.035, fall=0.13, wave=(0.18, 0.34, 0.045))
             pulses = (amp[:, None] * wave * (dt > -0.05) * (dt < 1.5)).sum(axis=0)
             x = x + (systolic - diastolic) * pulses
         for ep in self._episodes:
@@ -684,6 +678,20 @@ class PatientSimulator:
             self._prune(t0)
             yield out
             k += 1
+
+
+def _pulse_shape(
+    dt: np.ndarray, s: np.ndarray, *, peak: float, rise: float, fall: float, wave: tuple[float, float, float]
+) -> np.ndarray:
+    """One pressure/volume pulse at ``dt`` s after its onset, its timing scaled by ``s``: a
+    Gaussian peak at ``peak`` with ``rise`` width before it and ``fall`` after, plus a
+    secondary (reflected / dicrotic) wave ``(share, at, width)``."""
+    top = peak * s
+    width = np.where(dt < top, rise * s, fall * s)
+    share, at, wave_width = wave
+    pulse = np.exp(-0.5 * ((dt - top) / width) ** 2)
+    pulse += share * np.exp(-0.5 * ((dt - at * s) / (wave_width * s)) ** 2)
+    return pulse
 
 
 def _pulse_scale(rr: np.ndarray) -> np.ndarray:
