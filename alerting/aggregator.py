@@ -210,10 +210,29 @@ def _pulse_rate(f: VitalsFinding) -> tuple[str, float] | None:
     return None
 
 
+# An arterial line without a pulse for this long confirms an ECG arrest (asystole, VF):
+# the alarms' own duration criterion (>= 4 s).
+ARREST_CONFIRM_S = 4.0
+
+
+def _arterial_pulse_lost(f: VitalsFinding, min_gap_s: float) -> str | None:
+    """A usable arterial line went at least ``min_gap_s`` without a pulse. The line is the
+    reference for perfusion: when it stops pulsing, a PPG that still seems to pulse is
+    motion or light artefact (CinC 2015 f544s: ventricular fibrillation, the pressure
+    decaying for 6 s while the PPG wobbled at "53 bpm")."""
+    line = f.abp
+    if line is None or not line.usable or line.max_pause_s is None or line.max_pause_s < min_gap_s:
+        return None
+    return f"the arterial line has had no pulse for {line.max_pause_s:.1f} s"
+
+
 def _pulse_through(f: VitalsFinding, ecg_gap_s: float) -> str | None:
     """A pulse wave (ABP or PPG) kept pulsing through an ECG pause/fibrillation of
     ``ecg_gap_s``: its own longest pulse-free interval is at most half of it (a real arrest
-    stops the pulse too)."""
+    stops the pulse too). Nothing contradicts the ECG once the arterial line lost its pulse
+    for as long as the alarm's own duration criterion."""
+    if _arterial_pulse_lost(f, min(ecg_gap_s, ARREST_CONFIRM_S)):
+        return None
     for name, wave in _pulse_waves(f):
         if not wave.pulsatile or wave.max_pause_s is None or wave.max_pause_s > 0.5 * ecg_gap_s:
             continue
@@ -326,7 +345,14 @@ def _assess_vfib(f: VitalsFinding, s: TypeSettings, level: int) -> Assessment:
     clear = s.clear_threshold is None or secs < s.clear_threshold
     score = f", score {ecg.vf_score:.2f}" if ecg.vf_score is not None else ""
     msg = f"ventricular fibrillation/flutter for {secs:.1f} s{score}"
-    contradiction = (_pulse_through(f, secs) or _conducted_rhythm(ecg)) if met else None
+    contradiction = None
+    if met:
+        confirmed = _arterial_pulse_lost(f, s.threshold)
+        # Beats "detected" on fibrillatory waves look conducted to the beat model; a
+        # pulseless arterial line settles it.
+        contradiction = None if confirmed else (_pulse_through(f, secs) or _conducted_rhythm(ecg))
+        if confirmed:
+            msg = f"{msg}; {confirmed}"
     return _finish(met, met, clear, secs, msg, s, gate=_ecg_quality_problem(ecg, s),
                    contradiction=contradiction)
 

@@ -160,7 +160,7 @@ CATALOGUE: dict[AlertType, AlertDefinition] = {
         _d(A.VFIB, Priority.HIGH, True, "s",
            "ventricular fibrillation/flutter for >= threshold s of the window (ECG vf_seconds); "
            "not while an arterial line or PPG keeps pulsing or >= 2 and at least half of the newest beats are "
-           "conducted (N/S)"),
+           "conducted (N/S), unless the arterial line has had no pulse for >= 4 s"),
         _d(A.VTACH, Priority.HIGH, True, "beats",
            ">= threshold consecutive ventricular beats at > secondary_threshold bpm "
            "(ECG v_run_length, v_run_rate_bpm), or a flutter-like ventricular rhythm: VF "

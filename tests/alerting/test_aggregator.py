@@ -284,6 +284,26 @@ def test_a_damped_arterial_line_does_not_contradict_asystole() -> None:
     assert [(e.type, e.priority) for e in out] == [("asystole", "high")]
 
 
+def test_a_pulseless_arterial_line_outweighs_a_pulsing_ppg() -> None:
+    """CinC 2015 f544s: fibrillation, the arterial pressure decaying without a pulse while
+    the PPG wobbles and the beat model calls some fibrillatory waves normal beats."""
+    vf = ecg(vf_seconds=6.0, vf_score=0.98, beat_counts={"N": 2, "V": 2})
+    wobbling_ppg = ppg(max_pause_s=2.5, pulse_rate_bpm=53.0)
+    _, out = run([finding(i, ecg=vf, ppg=wobbling_ppg, abp=abp(max_pause_s=1.0)) for i in range(3)])
+    assert "vfib" not in [e.type for e in out]
+    _, out = run([finding(i, ecg=vf, ppg=wobbling_ppg, abp=abp(max_pause_s=4.4)) for i in range(2)])
+    raised = [e for e in out if e.type == "vfib"]
+    assert [(e.event, e.priority) for e in raised] == [("raised", "high")]
+    assert "arterial line has had no pulse for 4.4 s" in raised[0].message
+    # The same for asystole: the line, not the PPG, says whether the heart still ejects.
+    paused = ecg(max_pause_s=5.0, n_beats=2)
+    _, out = run([finding(0, ecg=paused, ppg=ppg(max_pause_s=1.1), abp=abp(max_pause_s=4.6))])
+    assert [(e.type, e.priority) for e in out] == [("asystole", "high")]
+    # A line pulse gap shorter than the alarm's 4 s leaves the PPG's word standing.
+    _, out = run([finding(0, ecg=paused, ppg=ppg(max_pause_s=1.1), abp=abp(max_pause_s=3.0))])
+    assert out == []
+
+
 def test_arterial_rate_is_preferred_over_the_ppg() -> None:
     fast = ecg(hr_max_17beats=165.0, hr_bpm=160.0)
     _, out = run([finding(0, ecg=fast, abp=abp(pulse_rate_bpm=158.0), ppg=ppg(pulse_rate_bpm=80.0))])
