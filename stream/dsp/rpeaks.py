@@ -16,8 +16,9 @@ The detector follows Pan & Tompkins (1985) with the decision rules of Hamilton &
    is under half that beat's slope is a T wave (Pan & Tompkins 1985);
 5. search-back: when no beat has been found for 1.66 × the median RR, the largest rejected
    candidate above half the threshold since the last beat is taken as a beat (Pan & Tompkins)
-   — provided its maximal slope is at least 30 % of the median slope of recent beats, so
-   that the P waves of a ventricular asystole (low, slow waves) are not taken for QRS.
+   — provided its maximal slope is at least 20 % of the median slope of recent beats, so
+   that the P waves of a ventricular asystole (low, slow waves, ~12 %) are not taken for
+   QRS while wide ventricular beats after narrow ones (~20-30 %) still are.
 
 Every step is causal and carries its state, and every decision is taken at a sample-defined
 moment (when a candidate's ±200 ms neighbourhood is complete), so the beats found do not
@@ -46,7 +47,7 @@ R_SEARCH_S = 0.250
 LEARNING_S = 2.0
 SEARCHBACK_RR_FACTOR = 1.66
 RELEARN_S = 8.0
-SEARCHBACK_SLOPE_FRACTION = 0.3
+SEARCHBACK_SLOPE_FRACTION = 0.2
 RELEARN_PROMINENCE = 4.0
 PENDING_SPAN_S = 10.0
 THRESHOLD_FRACTION = 0.25

@@ -99,3 +99,22 @@ def test_ventricular_standstill_with_p_waves_is_a_pause(ecg: np.ndarray) -> None
     assert inside.size == 0
     before, after = beats[beats <= 20.3], beats[beats >= 27.3]
     assert after.size > 30 and after[0] - before[-1] >= 6.5
+
+
+
+@pytest.mark.realdata
+def test_wide_ventricular_beats_after_narrow_ones_are_not_a_pause(data_dir: Path) -> None:
+    """CinC 2015 v701l, lead II: a run of wide ventricular beats (295-298 s) after tall
+    narrow sinus beats. Their integrated energy is under the threshold the narrow QRS
+    complexes set, and their slope is 21-30 % of those. With search-back at 30 % of the
+    median slope none was taken and the run became a 4.5 s "pause", past the asystole
+    criterion; at 20 % search-back takes them, while P waves (~12 %) stay out."""
+    wfdb = pytest.importorskip("wfdb")
+    folder = data_dir / "challenge2015"
+    if not (folder / "v701l.hea").is_file():
+        pytest.skip(f"v701l not in {folder}")
+    rec = wfdb.rdrecord(str(folder / "v701l"), channels=[0], sampto=300 * 250)
+    beats = ecg_rpeaks(np.nan_to_num(rec.p_signal[:, 0]), 250.0, chunk_s=1.0) / 250.0
+    around = beats[(beats > 294.0) & (beats < 299.5)]
+    assert around.size >= 5
+    assert np.diff(around).max() < 2.0
