@@ -60,6 +60,11 @@ class ConsumerProgress:
         """Patients whose data came from any of ``partitions``."""
         return [p for p, parts in self.partitions_of.items() if parts & partitions]
 
+    def patients_off(self, partitions: set[Hashable]) -> list[str]:
+        """Patients none of whose data comes from ``partitions`` (e.g. this worker's new
+        assignment after a rebalance)."""
+        return [p for p, parts in self.partitions_of.items() if not parts & partitions]
+
     def forget(self, patient_id: str) -> None:
         self.partitions_of.pop(patient_id, None)
 

@@ -20,6 +20,8 @@ class WorkerStats:
     highwater_unknown: int = 0
     # Messages of held chunks (PatientMonitor) acknowledged once their chunk was analysed.
     held_messages_acked: int = 0
+    # Patients forgotten because a rebalance moved their partitions to another worker.
+    patients_moved_away: int = 0
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -32,6 +34,7 @@ class WorkerStats:
             "idle_flushes_held": self.idle_flushes_held,
             "highwater_unknown": self.highwater_unknown,
             "held_messages_acked": self.held_messages_acked,
+            "patients_moved_away": self.patients_moved_away,
         }
 
 

@@ -128,6 +128,21 @@ async def drop_held_of_revoked(app_, revoked, **kwargs) -> None:  # type: ignore
         del held_events[key]
 
 
+@app.on_partitions_assigned.connect
+async def forget_patients_moved_away(app_, assigned, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    """Patients whose vitals partitions this worker no longer owns (``assigned`` is the whole
+    new assignment) are forgotten: their monitors, beat memory and trend trackers would
+    otherwise stay in memory for good, and come back stale if the partition ever returned
+    (windows scheduled from a time long past). Their held chunks were already dropped on
+    revocation. Patients whose partitions stayed keep their state: Faust seeks back to the
+    committed offsets and the monitors skip what they already have."""
+    kept = {tp for tp in assigned if tp.topic in VITALS_TOPICS}
+    for patient_id in progress.patients_off(kept):
+        pipeline.forget(patient_id)
+        progress.forget(patient_id)
+        worker_stats.patients_moved_away += 1
+
+
 def unread_on(partition: int) -> UnreadFn:
     """``unread(signal, produced_s)`` for the patients of one partition number:
     co-partitioning puts a patient's signals on that partition of every vitals topic."""

@@ -55,3 +55,14 @@ def test_a_partition_not_read_yet_or_without_highwater_counts_as_read() -> None:
     assert not progress.unread_before(PPG, 1000.0, {PPG: 50}.get)  # not read since start
     progress.advance(PPG, 0, produced_s=900.0)
     assert not progress.unread_before(PPG, 1000.0, lambda _tp: None)
+
+
+def test_patients_off_a_new_assignment() -> None:
+    """After a rebalance: the patients whose partitions moved to another worker."""
+    progress = ConsumerProgress()
+    for signal_topic in ("vitals.ecg", "vitals.ppg"):
+        progress.attach("p3", (signal_topic, 3))
+        progress.attach("p5", (signal_topic, 5))
+    assert progress.patients_off({("vitals.ecg", 3), ("vitals.ppg", 3)}) == ["p5"]
+    assert sorted(progress.patients_off(set())) == ["p3", "p5"]
+    assert progress.patients_off({("vitals.ecg", 3), ("vitals.ecg", 5)}) == []

@@ -1,0 +1,54 @@
+"""A second worker joins: the first one hands over half of the partitions and must forget
+the patients that went with them (monitors, beat memory, trends), not keep them in memory
+for good nor resume them stale if the partitions come back.
+
+On a broker of its own, like the backlog test: a worker of the session's pipeline would
+read the same topics in its own group and the counts would not be this test's."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from stream.services import create_topics, embedded_services
+from stream.simulator import PatientScenario
+from stream.worker_process import WorkerProcess
+from tests.e2e.conftest import PARTITIONS, pipeline_env
+from tests.e2e.publish import publish_recordings, simulate
+from tests.e2e.test_alerts_flow import wait_for
+
+pytestmark = pytest.mark.e2e
+
+PATIENTS = 12
+
+
+def test_a_worker_forgets_the_patients_a_rebalance_moved_away(services, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with embedded_services(tmp_path / "services", env={"REDIS_URL": services.redis_url}) as private:
+        create_topics(private.kafka_bootstrap, PARTITIONS)
+        tag = uuid.uuid4().hex[:6]
+        recordings = simulate([PatientScenario(f"rb{i}-{tag}", (), duration_s=60) for i in range(PATIENTS)])
+        env = pipeline_env(private, tmp_path, f"rb{tag}")
+
+        def patients(worker: WorkerProcess) -> int:
+            return int((worker.stats() or {}).get("patients", -1))
+
+        with WorkerProcess(env, tmp_path / "first.log", name="worker-first") as first:
+            first.wait_ready(150)
+            publish_recordings(private.kafka_bootstrap, recordings, span_s=(0, 20))
+            assert wait_for(lambda: patients(first) == PATIENTS, 90), first.log_tail()
+            with WorkerProcess(env, tmp_path / "second.log", name="worker-second") as second:
+                second.wait_ready(150)
+                publish_recordings(private.kafka_bootstrap, recordings, span_s=(20, 40))
+
+                def split() -> bool:
+                    a, b = patients(first), patients(second)
+                    return a >= 0 and b > 0 and a + b == PATIENTS
+
+                # Without forgetting, the first worker keeps all 12 and the sum exceeds 12.
+                ok = wait_for(split, 120)
+                stats_first, stats_second = first.stats() or {}, second.stats() or {}
+                assert ok, (json.dumps(stats_first), json.dumps(stats_second), first.log_tail())
+        assert stats_first["patients_moved_away"] == stats_second["patients"], json.dumps(stats_first)
+        assert stats_first["held_messages"] == 0 and stats_second["held_messages"] == 0
