@@ -39,6 +39,17 @@ class ConsumerProgress:
         if produced_s is not None and produced_s > self.read_until_s.get(partition, -1.0):
             self.read_until_s[partition] = produced_s
 
+    def rewind(self, partition: Hashable, offset: int, produced_s: float | None = None) -> None:
+        """The message at ``offset`` (produced at ``produced_s``) will be read again and was
+        not analysed: its chunk was held back when the partition was revoked (see the vitals
+        agent). Until it is read again the partition is not caught up, and not read past
+        that produce time, so neither the idle flush nor the alignment treats its data as
+        seen."""
+        if offset < self.next_offset.get(partition, offset + 1):
+            self.next_offset[partition] = offset
+        if produced_s is not None and partition in self.read_until_s:
+            self.read_until_s[partition] = min(self.read_until_s[partition], produced_s - 1e-3)
+
     def unread_before(
         self, partition: Hashable, produced_s: float, highwater: Callable[[Hashable], int | None]
     ) -> bool:

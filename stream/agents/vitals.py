@@ -125,7 +125,12 @@ async def drop_held_of_revoked(app_, revoked, **kwargs) -> None:  # type: ignore
     for patient_id in progress.patients_on(moved):
         pipeline.drop_held(patient_id)
     for key in [k for k, event in held_events.items() if event.message.tp in moved]:
-        del held_events[key]
+        msg = held_events.pop(key).message
+        # If the partitions come back to this worker, the patient's monitor lives on and
+        # its idle flush must wait for these chunks: without the rewind the partition
+        # counts as read to its end, the flush closes the windows they belong to, and they
+        # arrive afterwards as late data (a gap).
+        progress.rewind(msg.tp, msg.offset, msg.timestamp)
 
 
 @app.on_partitions_assigned.connect

@@ -66,3 +66,23 @@ def test_patients_off_a_new_assignment() -> None:
     assert progress.patients_off({("vitals.ecg", 3), ("vitals.ppg", 3)}) == ["p5"]
     assert sorted(progress.patients_off(set())) == ["p3", "p5"]
     assert progress.patients_off({("vitals.ecg", 3), ("vitals.ecg", 5)}) == []
+
+
+def test_a_rewound_message_makes_its_partition_unread_again() -> None:
+    """A held chunk dropped at a revocation is read again if the partition comes back: until
+    then the patient is not caught up (no idle flush) and the partition not read past it."""
+    progress = ConsumerProgress()
+    for offset, produced in enumerate((100.0, 101.0, 102.0, 103.0)):
+        progress.advance(ECG, offset, produced)
+    progress.attach("p1", ECG)
+    marks = {ECG: 4}.get
+    assert progress.caught_up("p1", marks)
+    assert not progress.unread_before(ECG, 102.5, marks)
+    progress.rewind(ECG, 2, 102.0)
+    assert not progress.caught_up("p1", marks)
+    assert progress.unread_before(ECG, 102.5, marks)
+    progress.advance(ECG, 2, 102.0)
+    progress.advance(ECG, 3, 103.0)
+    assert progress.caught_up("p1", marks)
+    progress.rewind(ECG, 5, 104.0)  # never moves a mark forward
+    assert progress.caught_up("p1", marks)
