@@ -21,9 +21,11 @@ from stream.settings import Settings
 
 settings = Settings.from_env()
 
+KAFKA_BOOTSTRAP = settings.kafka_bootstrap_servers or "127.0.0.1:9092"
+
 app = faust.App(
     settings.app_id,
-    broker=f"kafka://{settings.kafka_bootstrap_servers or '127.0.0.1:9092'}",
+    broker=f"kafka://{KAFKA_BOOTSTRAP}",
     store="memory://",
     autodiscover=False,
     origin="stream",

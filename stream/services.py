@@ -335,6 +335,40 @@ def create_topics(bootstrap: str, partitions: int, replication_factor: int = 1) 
         raise ServiceError(f"Kafka at {bootstrap} did not answer within 30 s while creating topics") from None
 
 
+@dataclass(frozen=True)
+class FetchedRecord:
+    offset: int
+    key: bytes | None
+    value: bytes
+    timestamp_s: float
+
+
+async def fetch_offsets(bootstrap: str, topic: str, partition: int, offsets: range,
+                        timeout_s: float = 10.0) -> list[FetchedRecord]:
+    """The records at ``offsets`` of one partition, read by a consumer outside any group
+    (nothing is committed). Used to recover messages a worker's consumer skipped."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, partition)
+        consumer.assign([tp])
+        consumer.seek(tp, offsets.start)
+        found: dict[int, FetchedRecord] = {}
+        deadline = time.monotonic() + timeout_s
+        while len(found) < len(offsets) and time.monotonic() < deadline:
+            batch = await consumer.getmany(tp, timeout_ms=500, max_records=max(1, len(offsets)))
+            for rec in batch.get(tp, []):
+                if rec.offset in offsets:
+                    found[rec.offset] = FetchedRecord(rec.offset, rec.key, rec.value or b"", rec.timestamp / 1000.0)
+            if any(rec.offset >= offsets.stop - 1 for rec in batch.get(tp, [])):
+                break
+        return [found[o] for o in sorted(found)]
+    finally:
+        await consumer.stop()
+
+
 def consumer_group_lag(bootstrap: str, group: str, topics: list[str]) -> int | None:
     """Total uncommitted messages of ``group`` on ``topics``; None when it has no offsets yet."""
     from aiokafka import AIOKafkaConsumer, TopicPartition

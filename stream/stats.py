@@ -22,6 +22,12 @@ class WorkerStats:
     held_messages_acked: int = 0
     # Patients forgotten because a rebalance moved their partitions to another worker.
     patients_moved_away: int = 0
+    # Messages the consumer jumped over (see ConsumerProgress.skipped_before), read again
+    # from the broker, and those that could not be (lost to this worker: their data shows
+    # as gaps). The newest holes lost as "topic:partition:from-to".
+    transport_recovered: int = 0
+    transport_skipped: int = 0
+    transport_holes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -35,6 +41,9 @@ class WorkerStats:
             "highwater_unknown": self.highwater_unknown,
             "held_messages_acked": self.held_messages_acked,
             "patients_moved_away": self.patients_moved_away,
+            "transport_recovered": self.transport_recovered,
+            "transport_skipped": self.transport_skipped,
+            "transport_holes": list(self.transport_holes),
         }
 
 

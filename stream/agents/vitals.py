@@ -12,13 +12,13 @@ import time
 from faust.types import TP, EventT
 
 from models.runtime import ModelRuntime
-from stream.app import app, deadletter_topic, findings_topic, settings, vitals_topic
+from stream.app import KAFKA_BOOTSTRAP, app, deadletter_topic, findings_topic, settings, vitals_topic
 from stream.consumer_progress import ConsumerProgress
 from stream.deadletter import DeadLetter
 from stream.monitor import UnreadFn
 from stream.pipeline import VitalsPipeline
 from stream.schema import InvalidChunk, SampleChunk, Signal, decode_chunk
-from stream.services import VITALS_TOPICS
+from stream.services import VITALS_TOPICS, FetchedRecord, fetch_offsets
 from stream.stats import worker_stats
 from stream.window_analysis import WindowAnalysis
 
@@ -47,32 +47,35 @@ pipeline = VitalsPipeline(
 )
 
 
-def decode_event(event: EventT) -> SampleChunk:
+def decode_message(topic: str, key: bytes | None, value: bytes) -> SampleChunk:
     """Decode and validate one message; the key must be the patient id (co-partitioning)."""
-    chunk = decode_chunk(event.message.value)
-    key = event.message.key
+    chunk = decode_chunk(value)
     if key is None or key.decode(errors="replace") != chunk.patient_id:
         raise InvalidChunk("key_mismatch", f"key {key!r} != patient_id {chunk.patient_id!r}")
-    if event.message.topic != chunk.signal.topic:
-        raise InvalidChunk("wrong_topic", f"{chunk.signal} chunk on {event.message.topic}")
+    if topic != chunk.signal.topic:
+        raise InvalidChunk("wrong_topic", f"{chunk.signal} chunk on {topic}")
     return chunk
 
 
-async def dead_letter(event: EventT, exc: Exception) -> None:
+async def dead_letter(tp: TP, offset: int, key: bytes | None, value: bytes, exc: Exception) -> None:
     reason = exc.reason if isinstance(exc, InvalidChunk) else f"internal_error:{type(exc).__name__}"
-    msg = event.message
     letter = DeadLetter.wrap(
         reason=reason,
         detail=str(exc),
-        topic=msg.topic,
-        partition=msg.partition,
-        offset=msg.offset,
-        key=msg.key,
-        original=msg.value,
+        topic=tp.topic,
+        partition=tp.partition,
+        offset=offset,
+        key=key,
+        original=value,
         received_ms=int(time.time() * 1000),
     )
     worker_stats.dead_letters[reason] += 1
-    await deadletter_topic.send(key=msg.key, value=letter.to_json())
+    await deadletter_topic.send(key=key, value=letter.to_json())
+
+
+async def dead_letter_event(event: EventT, exc: Exception) -> None:
+    msg = event.message
+    await dead_letter(msg.tp, msg.offset, msg.key, msg.value, exc)
 
 
 @app.agent(vitals_topic)
@@ -81,36 +84,86 @@ async def process_vitals(stream) -> None:  # type: ignore[no-untyped-def]
         windows: list[WindowAnalysis] = []
         for event in events:
             msg = event.message
-            worker_stats.chunks_in += 1
-            progress.advance(msg.tp, msg.offset, msg.timestamp)
-            try:
-                chunk = decode_event(event)
-                if chunk.patient_id not in progress.partitions_of:
-                    # Every signal topic the patient could use, not only those read so far: a
-                    # worker on a backlog may not have reached the patient's PPG yet, and an
-                    # idle flush must not close windows without it.
-                    for signal in Signal:
-                        progress.attach(chunk.patient_id, TP(signal.topic, msg.partition))
-                windows.extend(pipeline.push(chunk, msg.timestamp, unread_on(msg.partition)))
-                if pipeline.holds(chunk):
-                    msg.incref()
-                    held_events[id(chunk)] = event
-            except InvalidChunk as exc:
-                await dead_letter(event, exc)
-            except Exception as exc:
-                log.exception("internal error on %s; patient state reset", msg.key)
-                patient_id = msg.key.decode(errors="replace") if msg.key else ""
-                # The patient's held chunks go with its state: dead-letter them too, so
-                # nothing is dropped unseen.
-                for held in pipeline.drop_held(patient_id):
-                    held_event = held_events.pop(id(held), None)
-                    if held_event is not None:
-                        await dead_letter(held_event, exc)
-                        held_event.ack()
-                pipeline.forget(patient_id)
-                progress.forget(patient_id)
-                await dead_letter(event, exc)
+            skipped = progress.skipped_before(msg.tp, msg.offset)
+            if skipped:
+                for rec in await recover_skipped(msg.tp, skipped):
+                    windows.extend(await process_message(msg.tp, rec.offset, rec.timestamp_s, rec.key, rec.value))
+            windows.extend(await process_message(msg.tp, msg.offset, msg.timestamp, msg.key, msg.value, event))
         await publish_findings(windows)
+
+
+async def process_message(tp: TP, offset: int, timestamp_s: float, key: bytes | None, value: bytes,
+                          event: EventT | None = None) -> list[WindowAnalysis]:
+    """One sample message into its patient's monitor; bad input goes to the dead-letter
+    topic. ``event`` is None for a message recovered outside Faust (``recover_skipped``),
+    which Faust already counts as processed: nothing to acknowledge."""
+    worker_stats.chunks_in += 1
+    progress.advance(tp, offset, timestamp_s)
+    try:
+        chunk = decode_message(tp.topic, key, value)
+        if chunk.patient_id not in progress.partitions_of:
+            # Every signal topic the patient could use, not only those read so far: a
+            # worker on a backlog may not have reached the patient's PPG yet, and an
+            # idle flush must not close windows without it.
+            for signal in Signal:
+                progress.attach(chunk.patient_id, TP(signal.topic, tp.partition))
+        windows = pipeline.push(chunk, timestamp_s, unread_on(tp.partition))
+        if event is not None and pipeline.holds(chunk):
+            event.message.incref()
+            held_events[id(chunk)] = event
+        return windows
+    except InvalidChunk as exc:
+        await dead_letter(tp, offset, key, value, exc)
+    except Exception as exc:
+        log.exception("internal error on %s; patient state reset", key)
+        patient_id = key.decode(errors="replace") if key else ""
+        # The patient's held chunks go with its state: dead-letter them too, so
+        # nothing is dropped unseen.
+        for held in pipeline.drop_held(patient_id):
+            held_event = held_events.pop(id(held), None)
+            if held_event is not None:
+                await dead_letter_event(held_event, exc)
+                held_event.ack()
+        pipeline.forget(patient_id)
+        progress.forget(patient_id)
+        await dead_letter(tp, offset, key, value, exc)
+    return []
+
+
+async def recover_skipped(tp: TP, skipped: range) -> list[FetchedRecord]:
+    """Messages the consumer jumped over (see ``ConsumerProgress.skipped_before``): Faust
+    already counts them as processed and will not deliver them again, so they are read
+    directly from the broker and analysed before the message that revealed the hole, in
+    their place in the stream. What cannot be read is reported as lost."""
+    try:
+        records = await fetch_offsets(KAFKA_BOOTSTRAP, tp.topic, tp.partition, skipped)
+    except Exception:
+        log.exception("could not read skipped offsets %d-%d of %s:%d", skipped.start, skipped.stop - 1,
+                      tp.topic, tp.partition)
+        records = []
+    worker_stats.transport_recovered += len(records)
+    got = {rec.offset for rec in records}
+    lost = [offset for offset in skipped if offset not in got]
+    if lost:
+        note_transport_hole(tp, range(lost[0], lost[-1] + 1))
+    log.warning("consumer skipped %d message(s) of %s:%d (offsets %d-%d); %d recovered from the broker",
+                len(skipped), tp.topic, tp.partition, skipped.start, skipped.stop - 1, len(records))
+    return records
+
+
+MAX_HOLES_SHOWN = 20
+
+
+def note_transport_hole(tp: TP, lost: range) -> None:
+    """Skipped messages that could not be read again either: their data is lost to this
+    worker (gaps in the patients' windows). Shown on ``/stats/`` so the gaps are explained
+    and an operator can replay the offsets."""
+    worker_stats.transport_skipped += len(lost)
+    holes = worker_stats.transport_holes
+    holes.append(f"{tp.topic}:{tp.partition}:{lost.start}-{lost.stop - 1}")
+    del holes[:-MAX_HOLES_SHOWN]
+    log.error("%d message(s) of %s:%d (offsets %d-%d) are lost to this worker",
+              len(lost), tp.topic, tp.partition, lost.start, lost.stop - 1)
 
 
 @app.on_partitions_revoked.connect
@@ -141,6 +194,7 @@ async def forget_patients_moved_away(app_, assigned, **kwargs) -> None:  # type:
     (windows scheduled from a time long past). Their held chunks were already dropped on
     revocation. Patients whose partitions stayed keep their state: Faust seeks back to the
     committed offsets and the monitors skip what they already have."""
+    progress.new_assignment()
     kept = {tp for tp in assigned if tp.topic in VITALS_TOPICS}
     for patient_id in progress.patients_off(kept):
         pipeline.forget(patient_id)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import uuid
+import warnings
 
 import pytest
 
@@ -93,6 +94,12 @@ def _check_backlog(endpoints, tmp_path) -> None:  # type: ignore[no-untyped-def]
         assert stats["pipeline"]["held"] > 0, json.dumps(stats["pipeline"])  # the PPG topic did lag
         assert stats["held_messages"] == 0 and stats["held_messages_acked"] > 0, json.dumps(stats)
         assert lag, "the consumer group kept a lag on the vitals topics: held messages were never committed"
+        # Faust 0.15 sometimes skips a message right after an assignment; the worker reads
+        # such messages again from the broker (ConsumerProgress.skipped_before,
+        # recover_skipped). None may stay lost.
+        assert stats["transport_skipped"] == 0, json.dumps(stats)
+        if stats["transport_recovered"]:
+            warnings.warn(f"the consumer skipped {stats['transport_recovered']} message(s); recovered", stacklevel=1)
         for pid in with_ppg:
             bad = [(f.t_ms - recordings[0].start_ms, f.gaps, f.ppg is None) for f in findings[pid]
                    if f.ecg is None or f.ppg is None or f.gaps]

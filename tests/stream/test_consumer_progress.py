@@ -86,3 +86,21 @@ def test_a_rewound_message_makes_its_partition_unread_again() -> None:
     assert progress.caught_up("p1", marks)
     progress.rewind(ECG, 5, 104.0)  # never moves a mark forward
     assert progress.caught_up("p1", marks)
+
+
+def test_a_forward_jump_in_offsets_is_reported_as_skipped_messages() -> None:
+    """Faust 0.15 can deliver offset 211 right after 209 following its post-assignment seek;
+    210 then never reaches the worker. Re-deliveries (offsets going back) are not holes, and
+    neither is the first offset after an assignment, which starts wherever the group
+    committed."""
+    progress = ConsumerProgress()
+    assert list(progress.skipped_before(ECG, 41)) == []
+    for offset in range(42, 210):
+        assert not progress.skipped_before(ECG, offset)
+    assert list(progress.skipped_before(ECG, 211)) == [210]
+    assert not progress.skipped_before(ECG, 45)  # a seek back: re-delivery
+    assert not progress.skipped_before(ECG, 212)
+    progress.new_assignment()
+    assert not progress.skipped_before(ECG, 500)
+    assert list(progress.skipped_before(PPG, 7)) == []
+    assert list(progress.skipped_before(PPG, 10)) == [8, 9]

@@ -54,3 +54,29 @@ def test_missing_binary_is_actionable(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_explicit_endpoints_win(tmp_path: Path) -> None:
     assert resolve_endpoints("k:9092", "redis://r:6379/0", tmp_path) == services.Endpoints("k:9092", "redis://r:6379/0")
+
+
+def test_fetch_offsets_reads_exactly_the_asked_records(services) -> None:  # type: ignore[no-untyped-def]
+    """What the vitals agent uses to recover messages its consumer skipped."""
+    import asyncio
+    import uuid
+
+    from aiokafka import AIOKafkaProducer
+
+    from stream.services import FetchedRecord, fetch_offsets
+
+    topic = f"fetch-test-{uuid.uuid4().hex[:6]}"
+
+    async def run() -> list[FetchedRecord]:
+        producer = AIOKafkaProducer(bootstrap_servers=services.kafka_bootstrap)
+        await producer.start()
+        try:
+            for i in range(10):
+                await producer.send_and_wait(topic, key=b"p", value=f"m{i}".encode(), partition=0)
+        finally:
+            await producer.stop()
+        return await fetch_offsets(services.kafka_bootstrap, topic, 0, range(3, 6))
+
+    records = asyncio.run(run())
+    assert [(r.offset, r.value) for r in records] == [(3, b"m3"), (4, b"m4"), (5, b"m5")]
+    assert all(r.key == b"p" and r.timestamp_s > 0 for r in records)
