@@ -21,12 +21,13 @@ import time
 from pathlib import Path
 
 import redis
-from faust.types import EventT
+from faust.types import TP
 
 from alerting.actions import CareAction
 from alerting.aggregator import PatientAlertState, process_action, process_finding, process_tick
 from alerting.catalogue import AlertConfig
 from alerting.store import RedisAlertStore
+from stream.agents.recovery import recover_skipped
 from stream.app import (
     actions_topic,
     alert_input_topic,
@@ -35,6 +36,7 @@ from stream.app import (
     deadletter_topic,
     settings,
 )
+from stream.consumer_progress import ConsumerProgress
 from stream.deadletter import DeadLetter
 from stream.findings import VitalsFinding
 from stream.services import FINDINGS_TOPIC
@@ -85,29 +87,46 @@ def apply_input(state: PatientAlertState, topic: str, value: bytes) -> tuple[Pat
     return process_action(state, action, now)
 
 
+# Offsets the aggregator has read per partition since its last assignment: a care team's
+# acknowledgement skipped by the consumer would be lost for good (see
+# ConsumerProgress.skipped_before and stream.agents.recovery).
+input_offsets = ConsumerProgress()
+
+
+@app.on_partitions_assigned.connect
+async def restart_offset_tracking(app_, assigned, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    input_offsets.new_assignment()
+
+
 @app.agent(alert_input_topic)
 async def aggregate_alerts(stream) -> None:  # type: ignore[no-untyped-def]
     async for event in stream.events():
-        await handle(event)
+        msg = event.message
+        skipped = input_offsets.skipped_before(msg.tp, msg.offset)
+        if skipped:
+            # Handled inside this event's context: the table writes go to its partition,
+            # the same as the skipped messages' (same topic partition).
+            for rec in await recover_skipped(msg.tp, skipped):
+                await handle(msg.tp, rec.offset, rec.key, rec.value)
+        await handle(msg.tp, msg.offset, msg.key, msg.value)
 
 
-async def handle(event: EventT) -> None:
-    msg = event.message
-    patient_id = msg.key.decode(errors="replace") if msg.key else ""
+async def handle(tp: TP, offset: int, key: bytes | None, value: bytes) -> None:
+    patient_id = key.decode(errors="replace") if key else ""
     try:
         if not patient_id:
             raise ValueError("message without a patient id key")
         saved = alert_state_table.get(patient_id)
         state = PatientAlertState.from_json(saved) if saved else PatientAlertState.new(patient_id)
-        new_state, emissions = apply_input(state, msg.topic, msg.value)
+        new_state, emissions = apply_input(state, tp.topic, value)
     except (ValueError, TypeError, KeyError) as exc:
         worker_stats.bad_findings += 1
         letter = DeadLetter.wrap(
-            reason="bad_alert_input", detail=f"{type(exc).__name__}: {exc}", topic=msg.topic,
-            partition=msg.partition, offset=msg.offset, key=msg.key, original=msg.value,
+            reason="bad_alert_input", detail=f"{type(exc).__name__}: {exc}", topic=tp.topic,
+            partition=tp.partition, offset=offset, key=key, original=value,
             received_ms=int(time.time() * 1000),
         )
-        await deadletter_topic.send(key=msg.key, value=letter.to_json())
+        await deadletter_topic.send(key=key, value=letter.to_json())
         return
     if emissions:
         # Redis first, then the table: see the module docstring. A Redis outage raises

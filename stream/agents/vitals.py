@@ -12,13 +12,14 @@ import time
 from faust.types import TP, EventT
 
 from models.runtime import ModelRuntime
-from stream.app import KAFKA_BOOTSTRAP, app, deadletter_topic, findings_topic, settings, vitals_topic
+from stream.agents.recovery import recover_skipped
+from stream.app import app, deadletter_topic, findings_topic, settings, vitals_topic
 from stream.consumer_progress import ConsumerProgress
 from stream.deadletter import DeadLetter
 from stream.monitor import UnreadFn
 from stream.pipeline import VitalsPipeline
 from stream.schema import InvalidChunk, SampleChunk, Signal, decode_chunk
-from stream.services import VITALS_TOPICS, FetchedRecord, fetch_offsets
+from stream.services import VITALS_TOPICS
 from stream.stats import worker_stats
 from stream.window_analysis import WindowAnalysis
 
@@ -128,42 +129,6 @@ async def process_message(tp: TP, offset: int, timestamp_s: float, key: bytes | 
         progress.forget(patient_id)
         await dead_letter(tp, offset, key, value, exc)
     return []
-
-
-async def recover_skipped(tp: TP, skipped: range) -> list[FetchedRecord]:
-    """Messages the consumer jumped over (see ``ConsumerProgress.skipped_before``): Faust
-    already counts them as processed and will not deliver them again, so they are read
-    directly from the broker and analysed before the message that revealed the hole, in
-    their place in the stream. What cannot be read is reported as lost."""
-    try:
-        records = await fetch_offsets(KAFKA_BOOTSTRAP, tp.topic, tp.partition, skipped)
-    except Exception:
-        log.exception("could not read skipped offsets %d-%d of %s:%d", skipped.start, skipped.stop - 1,
-                      tp.topic, tp.partition)
-        records = []
-    worker_stats.transport_recovered += len(records)
-    got = {rec.offset for rec in records}
-    lost = [offset for offset in skipped if offset not in got]
-    if lost:
-        note_transport_hole(tp, range(lost[0], lost[-1] + 1))
-    log.warning("consumer skipped %d message(s) of %s:%d (offsets %d-%d); %d recovered from the broker",
-                len(skipped), tp.topic, tp.partition, skipped.start, skipped.stop - 1, len(records))
-    return records
-
-
-MAX_HOLES_SHOWN = 20
-
-
-def note_transport_hole(tp: TP, lost: range) -> None:
-    """Skipped messages that could not be read again either: their data is lost to this
-    worker (gaps in the patients' windows). Shown on ``/stats/`` so the gaps are explained
-    and an operator can replay the offsets."""
-    worker_stats.transport_skipped += len(lost)
-    holes = worker_stats.transport_holes
-    holes.append(f"{tp.topic}:{tp.partition}:{lost.start}-{lost.stop - 1}")
-    del holes[:-MAX_HOLES_SHOWN]
-    log.error("%d message(s) of %s:%d (offsets %d-%d) are lost to this worker",
-              len(lost), tp.topic, tp.partition, lost.start, lost.stop - 1)
 
 
 @app.on_partitions_revoked.connect

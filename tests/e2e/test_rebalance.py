@@ -50,5 +50,6 @@ def test_a_worker_forgets_the_patients_a_rebalance_moved_away(services, tmp_path
                 ok = wait_for(split, 120)
                 stats_first, stats_second = first.stats() or {}, second.stats() or {}
                 assert ok, (json.dumps(stats_first), json.dumps(stats_second), first.log_tail())
-        assert stats_first["patients_moved_away"] == stats_second["patients"], json.dumps(stats_first)
+        # (more than once if the group rebalanced again while settling)
+        assert stats_first["patients_moved_away"] >= stats_second["patients"], json.dumps(stats_first)
         assert stats_first["held_messages"] == 0 and stats_second["held_messages"] == 0
