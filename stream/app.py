@@ -6,8 +6,8 @@ this module never starts anything.
 
 Topics are created explicitly with equal partition counts before the worker starts
 (:func:`stream.services.create_topics`): the vitals topics (one per signal), the findings topic,
-the care-actions topic and the aggregator table's changelog are co-partitioned by
-patient id, so one worker owns all of a patient's signals and its alert state.
+the care-actions topic and the tables' changelogs are co-partitioned by patient id, so one
+worker owns all of a patient's signals, its alert state and its trend state.
 """
 
 from __future__ import annotations
@@ -63,4 +63,18 @@ alert_state_table = app.Table(
     partitions=settings.partitions,
     key_type=str,
     value_type=bytes,
+)
+
+# Per-patient trend state (JSON of TrendTracker.to_dict()): hours of HR/breathing-rate
+# history that a new owner after a rebalance or restart cannot rebuild from one window.
+# Saved by the vitals agent after a batch, outside the patient's own event, so the key's
+# partition comes from the producer's partitioner, the gateway's too: the same partition
+# number as the patient's vitals.
+trend_state_table = app.Table(
+    "trend-state",
+    default=None,
+    partitions=settings.partitions,
+    key_type=str,
+    value_type=bytes,
+    use_partitioner=True,
 )

@@ -9,7 +9,9 @@ windows completed by one poll go through the models in a single call.
 Per-patient DSP state lives in memory, not in a changelogged table: it is seconds of
 signal that a new owner rebuilds within one window after a rebalance (the findings
 simply start one window later), while alert state — which must survive — is in the
-aggregator's table.
+aggregator's table. Trend state is hours of history that no window rebuilds: a
+:class:`TrendStore` (the worker's changelogged table) keeps a copy, saved once a minute of
+event time, and a patient new to this pipeline starts from it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 from models.runtime import ModelOutputs, ModelRuntime
 from models.trends import TrendTracker
@@ -25,6 +28,18 @@ from stream.findings import VitalsFinding
 from stream.monitor import ALIGN_HOLD_S, MonitorOutput, PatientMonitor, UnreadFn
 from stream.schema import SampleChunk
 from stream.window_analysis import WindowAnalysis
+
+# A patient's trend state is saved at most this often (event time): a new owner loses at
+# most this much of the current 5-minute bin.
+TREND_SAVE_EVERY_S = 60.0
+
+
+class TrendStore(Protocol):
+    """Where trend state outlives this pipeline (a worker restart or a rebalance)."""
+
+    def load(self, patient_id: str) -> TrendTracker | None: ...
+
+    def save(self, patient_id: str, tracker: TrendTracker) -> None: ...
 
 
 @dataclass
@@ -37,6 +52,8 @@ class PipelineCounters:
     held_now: int = 0  # chunks waiting so, over all patients, now and at the peak
     held_peak: int = 0
     held_overdue: int = 0  # let go after align_hold_s: the lagging signal became a gap
+    trends_saved: int = 0  # copies of trend state handed to the TrendStore
+    trends_restored: int = 0  # patients whose trend state came from it
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -48,6 +65,8 @@ class PipelineCounters:
             "held_now": self.held_now,
             "held_peak": self.held_peak,
             "held_overdue": self.held_overdue,
+            "trends_saved": self.trends_saved,
+            "trends_restored": self.trends_restored,
         }
 
 
@@ -61,11 +80,15 @@ class VitalsPipeline:
         align_hold_s: float = ALIGN_HOLD_S,
         clock: Callable[[], float] = time.monotonic,
         on_release: Callable[[SampleChunk], None] | None = None,
+        trend_store: TrendStore | None = None,
     ) -> None:
         """``on_release(chunk)``: a chunk that a monitor held back (see :meth:`holds`) left the
-        hold, analysed or dropped with its patient; the worker acknowledges its message then."""
+        hold, analysed or dropped with its patient; the worker acknowledges its message then.
+        ``trend_store``: trend state of patients new to this pipeline, and saved copies."""
         self.runtime = runtime
         self.on_release = on_release
+        self.trend_store = trend_store
+        self.trends_saved_ms: dict[str, int] = {}
         self.window_s = window_s
         self.hop_s = hop_s
         self.align_hold_s = align_hold_s
@@ -187,6 +210,7 @@ class VitalsPipeline:
                     self.on_release(chunk)
         self.unflushed_since.pop(patient_id, None)
         self.trends.pop(patient_id, None)
+        self.trends_saved_ms.pop(patient_id, None)
         self.runtime.forget(patient_id)
 
     def _finding(self, window: WindowAnalysis, out: ModelOutputs) -> VitalsFinding:
@@ -214,8 +238,17 @@ class VitalsPipeline:
             gaps=window.gaps,
             model_version=self.runtime.model_version,
         )
-        tracker = self.trends.get(window.patient_id)
+        pid = window.patient_id
+        tracker = self.trends.get(pid)
         if tracker is None:
-            tracker = self.trends[window.patient_id] = TrendTracker()
+            stored = self.trend_store.load(pid) if self.trend_store is not None else None
+            tracker = self.trends[pid] = stored or TrendTracker()
+            self.counters.trends_restored += stored is not None
         trends, news2 = tracker.update(finding)
+        if self.trend_store is not None and window.t_ms - self.trends_saved_ms.get(pid, -(2**62)) >= (
+            TREND_SAVE_EVERY_S * 1000.0
+        ):
+            self.trend_store.save(pid, tracker)
+            self.trends_saved_ms[pid] = window.t_ms
+            self.counters.trends_saved += 1
         return replace(finding, trends=tuple(trends), news2=news2)

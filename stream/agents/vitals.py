@@ -6,14 +6,16 @@ every patient that completed a window, not once per window.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 
 from faust.types import TP, EventT
 
 from models.runtime import ModelRuntime
+from models.trends import TrendTracker
 from stream.agents.recovery import recover_skipped
-from stream.app import app, deadletter_topic, findings_topic, settings, vitals_topic
+from stream.app import app, deadletter_topic, findings_topic, settings, trend_state_table, vitals_topic
 from stream.consumer_progress import ConsumerProgress
 from stream.deadletter import DeadLetter
 from stream.monitor import UnreadFn
@@ -39,12 +41,30 @@ def release_held(chunk: SampleChunk) -> None:
         worker_stats.held_messages_acked += 1
 
 
+class TableTrendStore:
+    """Trend state in the changelogged ``trend-state`` table (see ``stream.app``)."""
+
+    def load(self, patient_id: str) -> TrendTracker | None:
+        saved = trend_state_table.get(patient_id)
+        if not saved:
+            return None
+        try:
+            return TrendTracker.from_dict(json.loads(saved))
+        except (ValueError, TypeError, KeyError):
+            log.exception("unreadable trend state of %s; trends restart", patient_id)
+            return None
+
+    def save(self, patient_id: str, tracker: TrendTracker) -> None:
+        trend_state_table[patient_id] = json.dumps(tracker.to_dict()).encode()
+
+
 pipeline = VitalsPipeline(
     ModelRuntime.load_default(),
     window_s=settings.window_s,
     hop_s=settings.hop_s,
     align_hold_s=settings.align_hold_s,
     on_release=release_held,
+    trend_store=TableTrendStore(),
 )
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from models.runtime import ModelRuntime
+from models.trends import TrendTracker
 from stream.findings import VitalsFinding
 from stream.gateway import chunk_signals, merge_by_time
 from stream.pipeline import VitalsPipeline
@@ -184,3 +185,39 @@ def test_forgetting_a_patient_releases_its_held_chunks_and_a_revocation_drops_th
         pipe.push(c, c.end_ms / 1000.0, lambda s, t: s is Signal.PPG)
     pipe.forget("p")
     assert released == ecg[8:10] and pipe.counters.held_now == 0
+
+
+class _DictTrendStore:
+    def __init__(self) -> None:
+        self.saved: dict[str, str] = {}
+
+    def load(self, patient_id: str) -> TrendTracker | None:
+        saved = self.saved.get(patient_id)
+        return TrendTracker.from_dict(json.loads(saved)) if saved else None
+
+    def save(self, patient_id: str, tracker: TrendTracker) -> None:
+        self.saved[patient_id] = json.dumps(tracker.to_dict())
+
+
+def test_trend_state_outlives_the_pipeline(runtime: ModelRuntime, chunks: list) -> None:
+    """Hours of trend history cannot be rebuilt from one window: a worker saves it (at most
+    once a minute of event time per patient) and the next owner of the patient starts from
+    the saved copy instead of from nothing."""
+    store = _DictTrendStore()
+    half = len(chunks) // 2
+    first = VitalsPipeline(runtime, trend_store=store)
+    first.process(chunks[:half])
+    assert sorted(store.saved) == ["p-brady", "p-normal"]
+    assert first.counters.trends_saved == 2  # the first window; the next save is due 60 s later
+    saved = {pid: json.loads(value) for pid, value in store.saved.items()}
+    second = VitalsPipeline(ModelRuntime.load_default(), trend_store=store)  # a new owner
+    second.process(chunks[half:])
+    assert second.counters.trends_restored == 2
+    for pid, snapshot in saved.items():
+        tracker = second.trends[pid]
+        assert tracker.last_t_ms is not None and tracker.last_t_ms > snapshot["last_t_ms"]
+        for name, series in snapshot["series"].items():
+            # The saved values of the current 5-minute bin, then the new owner's own.
+            carried = tracker.series[name].current
+            assert carried[: len(series["current"])] == series["current"]
+            assert len(carried) > len(series["current"])
