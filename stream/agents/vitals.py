@@ -42,20 +42,23 @@ def release_held(chunk: SampleChunk) -> None:
 
 
 class TableTrendStore:
-    """Trend state in the changelogged ``trend-state`` table (see ``stream.app``)."""
+    """Trend state in the changelogged ``trend-state`` table (see ``stream.app``). A copy
+    that cannot be read or written costs the patient's trend history, never its findings:
+    the errors are logged, not raised into the batch."""
 
     def load(self, patient_id: str) -> TrendTracker | None:
-        saved = trend_state_table.get(patient_id)
-        if not saved:
-            return None
         try:
-            return TrendTracker.from_dict(json.loads(saved))
-        except (ValueError, TypeError, KeyError):
-            log.exception("unreadable trend state of %s; trends restart", patient_id)
+            saved = trend_state_table.get(patient_id)
+            return TrendTracker.from_dict(json.loads(saved)) if saved else None
+        except Exception:
+            log.exception("unreadable trend state of %s; its trends restart", patient_id)
             return None
 
     def save(self, patient_id: str, tracker: TrendTracker) -> None:
-        trend_state_table[patient_id] = json.dumps(tracker.to_dict()).encode()
+        try:
+            trend_state_table[patient_id] = json.dumps(tracker.to_dict()).encode()
+        except Exception:
+            log.exception("could not save the trend state of %s", patient_id)
 
 
 pipeline = VitalsPipeline(
