@@ -32,6 +32,11 @@ from stream.window_analysis import WindowAnalysis
 # A patient's trend state is saved at most this often (event time): a new owner loses at
 # most this much of the current 5-minute bin.
 TREND_SAVE_EVERY_S = 60.0
+# A new owner may read a patient's first windows before the store has caught up (a worker
+# that just took the partition over is still restoring the table), so a patient found
+# without saved state is looked up again, window by window, for this long of event time;
+# meanwhile its own fresh state is not saved, so it cannot overwrite the copy on its way.
+TREND_LOOKUP_S = 60.0
 
 
 class TrendStore(Protocol):
@@ -81,14 +86,19 @@ class VitalsPipeline:
         clock: Callable[[], float] = time.monotonic,
         on_release: Callable[[SampleChunk], None] | None = None,
         trend_store: TrendStore | None = None,
+        trend_lookup_s: float = TREND_LOOKUP_S,
     ) -> None:
         """``on_release(chunk)``: a chunk that a monitor held back (see :meth:`holds`) left the
         hold, analysed or dropped with its patient; the worker acknowledges its message then.
-        ``trend_store``: trend state of patients new to this pipeline, and saved copies."""
+        ``trend_store``: trend state of patients new to this pipeline, and saved copies;
+        ``trend_lookup_s``: how long a patient without a stored copy is looked up again."""
         self.runtime = runtime
         self.on_release = on_release
         self.trend_store = trend_store
+        self.trend_lookup_ms = trend_lookup_s * 1000.0
         self.trends_saved_ms: dict[str, int] = {}
+        # Patients still looked up in the store: event time of their first window.
+        self.trends_unsettled: dict[str, int] = {}
         self.window_s = window_s
         self.hop_s = hop_s
         self.align_hold_s = align_hold_s
@@ -211,6 +221,7 @@ class VitalsPipeline:
         self.unflushed_since.pop(patient_id, None)
         self.trends.pop(patient_id, None)
         self.trends_saved_ms.pop(patient_id, None)
+        self.trends_unsettled.pop(patient_id, None)
         self.runtime.forget(patient_id)
 
     def _finding(self, window: WindowAnalysis, out: ModelOutputs) -> VitalsFinding:
@@ -238,17 +249,35 @@ class VitalsPipeline:
             gaps=window.gaps,
             model_version=self.runtime.model_version,
         )
-        pid = window.patient_id
+        tracker = self._tracker(window.patient_id, window.t_ms)
+        trends, news2 = tracker.update(finding)
+        self._save_trends(window.patient_id, window.t_ms, tracker)
+        return replace(finding, trends=tuple(trends), news2=news2)
+
+    def _tracker(self, pid: str, t_ms: int) -> TrendTracker:
+        """The patient's trend tracker: the one in memory, else the stored copy (looked up
+        again for TREND_LOOKUP_S while none is found), else a new one."""
         tracker = self.trends.get(pid)
         if tracker is None:
-            stored = self.trend_store.load(pid) if self.trend_store is not None else None
-            tracker = self.trends[pid] = stored or TrendTracker()
-            self.counters.trends_restored += stored is not None
-        trends, news2 = tracker.update(finding)
-        if self.trend_store is not None and window.t_ms - self.trends_saved_ms.get(pid, -(2**62)) >= (
-            TREND_SAVE_EVERY_S * 1000.0
-        ):
+            tracker = self.trends[pid] = TrendTracker()
+            if self.trend_store is not None:
+                self.trends_unsettled[pid] = t_ms
+        first_ms = self.trends_unsettled.get(pid)
+        if first_ms is not None and self.trend_store is not None:
+            stored = self.trend_store.load(pid)
+            if stored is not None:
+                # The few windows seen meanwhile are given up for the hours of history.
+                tracker = self.trends[pid] = stored
+                self.counters.trends_restored += 1
+                del self.trends_unsettled[pid]
+            elif t_ms - first_ms >= self.trend_lookup_ms:
+                del self.trends_unsettled[pid]
+        return tracker
+
+    def _save_trends(self, pid: str, t_ms: int, tracker: TrendTracker) -> None:
+        if self.trend_store is None or pid in self.trends_unsettled:
+            return
+        if t_ms - self.trends_saved_ms.get(pid, -(2**62)) >= TREND_SAVE_EVERY_S * 1000.0:
             self.trend_store.save(pid, tracker)
-            self.trends_saved_ms[pid] = window.t_ms
+            self.trends_saved_ms[pid] = t_ms
             self.counters.trends_saved += 1
-        return replace(finding, trends=tuple(trends), news2=news2)

@@ -205,7 +205,7 @@ def test_trend_state_outlives_the_pipeline(runtime: ModelRuntime, chunks: list) 
     the saved copy instead of from nothing."""
     store = _DictTrendStore()
     half = len(chunks) // 2
-    first = VitalsPipeline(runtime, trend_store=store)
+    first = VitalsPipeline(runtime, trend_store=store, trend_lookup_s=0.0)  # new patients
     first.process(chunks[:half])
     assert sorted(store.saved) == ["p-brady", "p-normal"]
     assert first.counters.trends_saved == 2  # the first window; the next save is due 60 s later
@@ -221,3 +221,29 @@ def test_trend_state_outlives_the_pipeline(runtime: ModelRuntime, chunks: list) 
             carried = tracker.series[name].current
             assert carried[: len(series["current"])] == series["current"]
             assert len(carried) > len(series["current"])
+
+
+def test_a_new_owner_looks_the_trend_state_up_until_the_store_has_it(runtime: ModelRuntime, chunks: list) -> None:
+    """A worker that just took a partition over may read the first windows before its table
+    is restored: it keeps looking (and does not overwrite the copy with its fresh state)."""
+    saved = _DictTrendStore()
+    VitalsPipeline(runtime, trend_store=saved, trend_lookup_s=0.0).process(chunks[: len(chunks) // 2])
+
+    class LateStore(_DictTrendStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.loads = 0
+
+        def load(self, patient_id: str) -> TrendTracker | None:
+            self.loads += 1
+            if self.loads <= 6:  # still restoring
+                assert patient_id not in self.saved, "fresh state saved over the copy"
+                return None
+            self.saved.setdefault(patient_id, saved.saved[patient_id])
+            return super().load(patient_id)
+
+    late = LateStore()
+    second = VitalsPipeline(ModelRuntime.load_default(), trend_store=late)
+    second.process(chunks[len(chunks) // 2 :])
+    assert second.counters.trends_restored == 2
+    assert late.loads > 6
