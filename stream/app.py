@@ -54,27 +54,28 @@ actions_topic = app.topic(ACTIONS_TOPIC, partitions=settings.partitions)
 alert_input_topic = app.topic(FINDINGS_TOPIC, ACTIONS_TOPIC, partitions=settings.partitions)
 deadletter_topic = app.topic(DEADLETTER_TOPIC, partitions=settings.partitions)
 
-# Per-patient alert state (JSON of PatientAlertState.to_dict()), changelog-backed so a
-# restarted or replacing worker resumes every open episode. Read it with .get(): a table
-# without a default raises KeyError for an unknown patient.
-alert_state_table = app.Table(
-    "alert-state",
-    default=None,
-    partitions=settings.partitions,
-    key_type=str,
-    value_type=bytes,
-)
 
-# Per-patient trend state (JSON of TrendTracker.to_dict()): hours of HR/breathing-rate
-# history that a new owner after a rebalance or restart cannot rebuild from one window.
-# Saved by the vitals agent after a batch, outside the patient's own event, so the key's
-# partition comes from the producer's partitioner, the gateway's too: the same partition
-# number as the patient's vitals.
-trend_state_table = app.Table(
-    "trend-state",
-    default=None,
-    partitions=settings.partitions,
-    key_type=str,
-    value_type=bytes,
-    use_partitioner=True,
-)
+def patient_table(name: str, *, use_partitioner: bool = False) -> faust.Table:
+    """A changelog-backed table of JSON bytes keyed by patient id, co-partitioned with the
+    topics. Read it with .get(): a table without a default raises KeyError for an unknown
+    patient."""
+    return app.Table(
+        name,
+        default=None,
+        partitions=settings.partitions,
+        key_type=str,
+        value_type=bytes,
+        use_partitioner=use_partitioner,
+    )
+
+
+# Per-patient alert state (PatientAlertState.to_dict()), so a restarted or replacing
+# worker resumes every open episode.
+alert_state_table = patient_table("alert-state")
+
+# Per-patient trend state (TrendTracker.to_dict()): hours of HR/breathing-rate history that
+# a new owner after a rebalance or restart cannot rebuild from one window. Saved by the
+# vitals agent after a batch, outside the patient's own event, so the key's partition
+# comes from the producer's partitioner, the gateway's too: the same partition number as
+# the patient's vitals.
+trend_state_table = patient_table("trend-state", use_partitioner=True)
