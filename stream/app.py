@@ -56,14 +56,18 @@ deadletter_topic = app.topic(DEADLETTER_TOPIC, partitions=settings.partitions)
 
 
 def patient_table(name: str, *, use_partitioner: bool = False) -> faust.Table:
-    """A changelog-backed table of JSON bytes keyed by patient id, co-partitioned with the
-    topics. Read it with .get(): a table without a default raises KeyError for an unknown
-    patient."""
+    """A changelog-backed table of JSON bytes keyed by the patient id's bytes, co-partitioned
+    with the topics. Read it with .get(): a table without a default raises KeyError for an
+    unknown patient.
+
+    Keys are raw bytes, exactly the gateway's message key: a ``str`` key would be stored
+    JSON-quoted, and the producer's partitioner would then put a patient's changelog entry
+    on another partition than its vitals, which the patient's new owner does not restore."""
     return app.Table(
         name,
         default=None,
         partitions=settings.partitions,
-        key_type=str,
+        key_type=bytes,
         value_type=bytes,
         use_partitioner=use_partitioner,
     )

@@ -116,7 +116,7 @@ async def handle(tp: TP, offset: int, key: bytes | None, value: bytes) -> None:
     try:
         if not patient_id:
             raise ValueError("message without a patient id key")
-        saved = alert_state_table.get(patient_id)
+        saved = alert_state_table.get(key)
         state = PatientAlertState.from_json(saved) if saved else PatientAlertState.new(patient_id)
         new_state, emissions = apply_input(state, tp.topic, value)
     except (ValueError, TypeError, KeyError) as exc:
@@ -134,7 +134,7 @@ async def handle(tp: TP, offset: int, key: bytes | None, value: bytes) -> None:
         await _apply_with_retry(emissions)
         worker_stats.emissions += len(emissions)
     if new_state is not state:
-        alert_state_table[patient_id] = new_state.to_json()
+        alert_state_table[key] = new_state.to_json()
 
 
 async def _apply_with_retry(emissions: list, attempts: int = 30) -> None:

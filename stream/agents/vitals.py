@@ -48,7 +48,7 @@ class TableTrendStore:
 
     def load(self, patient_id: str) -> TrendTracker | None:
         try:
-            saved = trend_state_table.get(patient_id)
+            saved = trend_state_table.get(patient_id.encode())
             return TrendTracker.from_dict(json.loads(saved)) if saved else None
         except Exception:
             log.exception("unreadable trend state of %s; its trends restart", patient_id)
@@ -56,7 +56,7 @@ class TableTrendStore:
 
     def save(self, patient_id: str, tracker: TrendTracker) -> None:
         try:
-            trend_state_table[patient_id] = json.dumps(tracker.to_dict()).encode()
+            trend_state_table[patient_id.encode()] = json.dumps(tracker.to_dict()).encode()
         except Exception:
             log.exception("could not save the trend state of %s", patient_id)
 

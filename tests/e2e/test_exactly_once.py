@@ -101,6 +101,11 @@ def test_killed_worker_neither_loses_nor_duplicates_an_episode(services, tmp_pat
         worker.wait_ready(120)
         publish_recordings(services.kafka_bootstrap, first)
         assert wait_for(lambda: alerts_of(long_brady, "brady"), timeout_s=90), worker.log_tail()
+        # Killed once both patients' trend state was saved (it is, after TREND_LOOKUP_S of
+        # event time), so the replacement has a copy to start from.
+        saved = wait_for(lambda: (worker.stats() or {}).get("pipeline", {}).get("trends_saved", 0) >= 2, timeout_s=60)
+        assert saved, worker.log_tail()
+        time.sleep(1)  # the table's changelog write leaves in the background
         worker.kill()  # SIGKILL: no leave-group, no final offset commit
 
         replacement = WorkerProcess(env, tmp_path / "b.log", name="worker-b").start()
