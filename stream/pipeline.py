@@ -59,6 +59,7 @@ class PipelineCounters:
     held_overdue: int = 0  # let go after align_hold_s: the lagging signal became a gap
     trends_saved: int = 0  # copies of trend state handed to the TrendStore
     trends_restored: int = 0  # patients whose trend state came from it
+    patients_left: int = 0  # forgotten after forget_idle_s without data (see forget_idle)
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -72,6 +73,7 @@ class PipelineCounters:
             "held_overdue": self.held_overdue,
             "trends_saved": self.trends_saved,
             "trends_restored": self.trends_restored,
+            "patients_left": self.patients_left,
         }
 
 
@@ -106,6 +108,8 @@ class VitalsPipeline:
         self.monitors: dict[str, PatientMonitor] = {}
         # Wall-clock time of each patient's newest chunk, until its monitor is flushed.
         self.unflushed_since: dict[str, float] = {}
+        # The same, kept after the flush, for forget_idle.
+        self.last_chunk_at: dict[str, float] = {}
         self.trends: dict[str, TrendTracker] = {}
         self.counters = PipelineCounters()
 
@@ -121,7 +125,7 @@ class VitalsPipeline:
             self.monitors[chunk.patient_id] = monitor
         held_before = monitor.held
         out = monitor.push(chunk, produced_s, unread)
-        self.unflushed_since[chunk.patient_id] = self.clock()
+        self.unflushed_since[chunk.patient_id] = self.last_chunk_at[chunk.patient_id] = self.clock()
         self.counters.held += int(monitor.holds(chunk))
         self._count(out, held_before)
         return out.windows
@@ -201,6 +205,31 @@ class VitalsPipeline:
         now = self.clock()
         for patient_id in self.unflushed_since:
             self.unflushed_since[patient_id] = now
+        for patient_id in self.last_chunk_at:
+            self.last_chunk_at[patient_id] = now
+
+    def forget_idle(self, idle_s: float, caught_up: Callable[[str], bool] | None = None) -> list[str]:
+        """Forget the patients that sent nothing for ``idle_s`` wall-clock seconds (their
+        devices left: discharge, transfer, a monitor switched off), after saving their trend
+        state; return their ids.
+
+        Without this a worker keeps the windows, filter state and beat memory of every
+        patient it ever saw, and a ward's admissions grow its memory for good. A device that
+        comes back starts like a new one: fresh windows (its data would be a gap anyway) and
+        the trends from the saved copy. Only patients already flushed (see :meth:`flush_idle`),
+        holding no chunks and, per ``caught_up``, whose data is not waiting unread."""
+        cutoff = self.clock() - idle_s
+        gone = [p for p, t in self.last_chunk_at.items()
+                if t <= cutoff and p not in self.unflushed_since
+                and not (p in self.monitors and self.monitors[p].held)
+                and (caught_up is None or caught_up(p))]
+        for patient_id in gone:
+            tracker = self.trends.get(patient_id)
+            if tracker is not None and tracker.last_t_ms is not None:
+                self._save_trends(patient_id, tracker.last_t_ms, tracker, force=True)
+            self.forget(patient_id)
+            self.counters.patients_left += 1
+        return gone
 
     def assemble(self, windows: Sequence[WindowAnalysis]) -> list[VitalsFinding]:
         if not windows:
@@ -219,6 +248,7 @@ class VitalsPipeline:
                 if self.on_release is not None:
                     self.on_release(chunk)
         self.unflushed_since.pop(patient_id, None)
+        self.last_chunk_at.pop(patient_id, None)
         self.trends.pop(patient_id, None)
         self.trends_saved_ms.pop(patient_id, None)
         self.trends_unsettled.pop(patient_id, None)
@@ -274,10 +304,10 @@ class VitalsPipeline:
                 del self.trends_unsettled[pid]
         return tracker
 
-    def _save_trends(self, pid: str, t_ms: int, tracker: TrendTracker) -> None:
+    def _save_trends(self, pid: str, t_ms: int, tracker: TrendTracker, force: bool = False) -> None:
         if self.trend_store is None or pid in self.trends_unsettled:
             return
-        if t_ms - self.trends_saved_ms.get(pid, -(2**62)) >= TREND_SAVE_EVERY_S * 1000.0:
+        if force or t_ms - self.trends_saved_ms.get(pid, -(2**62)) >= TREND_SAVE_EVERY_S * 1000.0:
             self.trend_store.save(pid, tracker)
             self.trends_saved_ms[pid] = t_ms
             self.counters.trends_saved += 1

@@ -38,6 +38,9 @@ class Settings:
     # Wall-clock seconds without a chunk after which a patient's last window is closed
     # with the data there is (no look-ahead); 0 disables it.
     flush_idle_s: float = 3.0
+    # Wall-clock seconds without a chunk after which a worker forgets a patient (its device
+    # left: discharge, transfer), after saving its trend state; 0 keeps every patient.
+    forget_idle_s: float = 1800.0
     # Event-time seconds of one signal a patient's monitor holds back while another of its
     # signal topics is read less far (a worker catching up on a backlog reads each topic at
     # its own pace); beyond it the lagging signal counts as a gap. Memory: about 2 KB per
@@ -83,6 +86,8 @@ class Settings:
             raise ValueError("need 0 < VITALSTREAM_HOP_S <= VITALSTREAM_WINDOW_S")
         if self.flush_idle_s < 0:
             raise ValueError("VITALSTREAM_FLUSH_IDLE_S must be >= 0")
+        if self.forget_idle_s < 0:
+            raise ValueError("VITALSTREAM_FORGET_IDLE_S must be >= 0")
         if self.align_hold_s < 0:
             raise ValueError("VITALSTREAM_ALIGN_HOLD_S must be >= 0")
         if not self.redis_prefix or ":" in self.redis_prefix:

@@ -225,7 +225,8 @@ REBALANCE_SETTLE_S = 30.0
 @app.timer(interval=1.0)
 async def flush_quiet_patients() -> None:
     """Close the last window of patients whose devices stopped sending (see
-    ``VitalsPipeline.flush_idle``); runs in the agent's event loop, between its polls."""
+    ``VitalsPipeline.flush_idle``), and forget those gone for ``forget_idle_s``
+    (``VitalsPipeline.forget_idle``); runs in the agent's event loop, between its polls."""
     if settings.flush_idle_s <= 0:
         return
     if app.rebalancing or app.rebalancing_count != rebalances_seen["count"] or _settling():
@@ -242,6 +243,10 @@ async def flush_quiet_patients() -> None:
         log.exception("flushing quiet patients failed")
         return
     await publish_findings(windows)
+    if settings.forget_idle_s > 0:
+        gone = pipeline.forget_idle(settings.forget_idle_s, caught_up=lambda p: progress.caught_up(p, _highwater))
+        for patient_id in gone:
+            progress.forget(patient_id)
 
 
 def _settling() -> bool:

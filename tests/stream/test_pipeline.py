@@ -223,6 +223,32 @@ def test_trend_state_outlives_the_pipeline(runtime: ModelRuntime, chunks: list) 
             assert len(carried) > len(series["current"])
 
 
+def test_a_patient_whose_device_left_is_forgotten_and_resumes_its_trends(runtime: ModelRuntime, chunks: list) -> None:
+    """A worker must not keep every patient it ever saw: one silent for forget_idle_s is
+    dropped from memory once flushed, its trend state saved first; when the device comes
+    back the patient restarts from that copy."""
+    now = [0.0]
+    store = _DictTrendStore()
+    pipe = VitalsPipeline(runtime, trend_store=store, trend_lookup_s=0.0, clock=lambda: now[0])
+    half = len(chunks) // 2
+    pipe.process(chunks[:half])
+    now[0] = 100.0
+    pipe.process([c for c in chunks[half:] if c.patient_id == "p-normal"])
+    assert pipe.forget_idle(600.0) == []  # nobody silent that long
+    now[0] = 650.0
+    assert pipe.forget_idle(600.0) == []  # p-brady is silent, but its last window is not flushed
+    pipe.flush_idle(3.0)
+    newest = pipe.trends["p-brady"].last_t_ms  # the flushed window's, not yet saved
+    assert json.loads(store.saved["p-brady"])["last_t_ms"] < newest
+    assert pipe.forget_idle(600.0) == ["p-brady"]
+    assert set(pipe.monitors) == {"p-normal"} and set(pipe.trends) == {"p-normal"}
+    assert pipe.counters.patients_left == 1
+    saved = json.loads(store.saved["p-brady"])
+    assert saved["last_t_ms"] == newest
+    pipe.process([c for c in chunks[half:] if c.patient_id == "p-brady"])
+    assert pipe.counters.trends_restored == 1 and pipe.trends["p-brady"].last_t_ms > saved["last_t_ms"]
+
+
 def test_a_new_owner_looks_the_trend_state_up_until_the_store_has_it(runtime: ModelRuntime, chunks: list) -> None:
     """A worker that just took a partition over may read the first windows before its table
     is restored: it keeps looking (and does not overwrite the copy with its fresh state)."""
