@@ -225,11 +225,13 @@ def write_report(
             lines.append(f"| {t} | " + " | ".join(_fmt(row.get(k)) for k in keys) + " |")
         lines.append("")
     replay = metrics.get("replay", {})
+    # Per-record detail (metrics.json) would swamp the line; the totals are in it.
+    drain = {k: v for k, v in metrics.get("drain", {}).items() if k != "missing_signal_by_record"}
     lines.append(
         f"Replay: {replay.get('chunks_sent')} chunks, {replay.get('samples_sent')} samples, "
         f"{replay.get('record_seconds')} s of recordings in {replay.get('wall_s')} s "
         f"({replay.get('times_real_time')}x real time). "
-        f"Drain: {json.dumps(metrics.get('drain', {}))}."
+        f"Drain: {json.dumps(drain)}."
     )
     lines.append("")
     lines.append(f"Alerts raised by type: {json.dumps(metrics.get('alerts_by_type', {}))}")

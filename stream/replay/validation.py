@@ -80,18 +80,29 @@ class FindingRecord:
         )
 
 
-def findings_completeness(findings: dict[str, list[FindingRecord]]) -> dict[str, int]:
+def findings_completeness(findings: dict[str, list[FindingRecord]]) -> dict[str, Any]:
     """How complete the windows were, to compare routes and runs: windows with a gap, and
-    windows that closed without ECG, PPG or ABP findings (either ECG lead) where the same patient's other windows
-    had them (a signal lagging the others by more than a window does not hold windows back,
-    so cross-topic skew would show up there rather than as a gap)."""
+    windows that closed without ECG, PPG or ABP findings (either ECG lead) where the same
+    patient's other windows had them (a signal lagging the others by more than a window
+    does not hold windows back, so cross-topic skew would show up there rather than as a
+    gap). ``missing_signal_by_record``: per patient and missing signal, how many windows and
+    where (seconds from the patient's first window), to find a difference between runs."""
     missing = 0
-    for fs in findings.values():
+    by_record: dict[str, dict[str, list[float]]] = {}
+    for pid, fs in findings.items():
         seen = {name for f in fs for name in f.signals}
-        missing += sum(1 for f in fs if not seen.issubset(f.signals))
+        start_ms = min((f.t_ms for f in fs), default=0)
+        for f in fs:
+            absent = seen.difference(f.signals)
+            missing += bool(absent)
+            for name in absent:
+                at_s = round((f.t_ms - start_ms) / 1000.0, 1)
+                n, first, last = by_record.setdefault(pid, {}).get(name, [0, at_s, at_s])
+                by_record[pid][name] = [n + 1, min(first, at_s), max(last, at_s)]
     return {
         "findings_with_gaps": sum(1 for fs in findings.values() for f in fs if f.gaps),
         "findings_missing_signal": missing,
+        "missing_signal_by_record": {pid: by_record[pid] for pid in sorted(by_record)},
     }
 
 

@@ -120,7 +120,10 @@ def test_findings_completeness_counts_gaps_and_windows_without_a_signal_the_pati
                FindingRecord(BASE + 4000, 10.0, None, 70.0, ("ppg",), both)],
         "p2": [FindingRecord(BASE, 10.0, None, 70.0, (), ("ecg",))],  # ECG-only patient
     }
-    assert findings_completeness(findings) == {"findings_with_gaps": 1, "findings_missing_signal": 1}
+    assert findings_completeness(findings) == {
+        "findings_with_gaps": 1, "findings_missing_signal": 1,
+        "missing_signal_by_record": {"p1": {"ppg": [1, 2.0, 2.0]}},  # windows, first and last s
+    }
 
 
 def test_replay_worker_flush_outlasts_throttle_pauses_but_not_device_silence() -> None:
