@@ -31,6 +31,8 @@ class ConsumerProgress:
         self.partitions_of: dict[str, set[Hashable]] = {}
         # Offset each partition's next message should have, since the last rebalance.
         self.expected: dict[Hashable, int] = {}
+        # Where reading of an assigned partition starts (the group's committed offset).
+        self.start_offset: dict[Hashable, int] = {}
 
     def skipped_before(self, partition: Hashable, offset: int) -> range:
         """Offsets the consumer jumped over to deliver ``offset``: messages of this partition
@@ -49,6 +51,12 @@ class ConsumerProgress:
     def new_assignment(self) -> None:
         """A rebalance: reading restarts from the committed offsets, which may lie anywhere."""
         self.expected.clear()
+        self.start_offset.clear()
+
+    def starts_at(self, partition: Hashable, offset: int) -> None:
+        """Reading of ``partition`` starts at ``offset`` in this assignment (see
+        :meth:`unread_before`)."""
+        self.start_offset[partition] = offset
 
     def advance(self, partition: Hashable, offset: int, produced_s: float | None = None) -> None:
         """A message at ``offset`` (produced at ``produced_s``, epoch seconds) was processed
@@ -75,14 +83,19 @@ class ConsumerProgress:
     ) -> bool:
         """Whether ``partition`` may still hold unread messages produced before ``produced_s``:
         it was read less far than that by produce time, and the broker held more at the last
-        fetch. A partition not read since the worker started, or without a known high-water
-        mark, counts as read: the worker cannot tell, and holding data back for it could
-        delay an alarm."""
-        read_s = self.read_until_s.get(partition)
-        if read_s is None or read_s >= produced_s:
-            return False
+        fetch. A partition not read yet holds such messages if the broker has any past its
+        start offset (:meth:`starts_at`): the worker just started or took it over, and its
+        other topics' first messages must not close windows without this one's signal. A
+        partition whose start or high-water mark is unknown counts as read: the worker
+        cannot tell, and holding data back for it could delay an alarm."""
         mark = highwater(partition)
-        return mark is not None and self.next_offset.get(partition, 0) < mark
+        if mark is None:
+            return False
+        read_s = self.read_until_s.get(partition)
+        if read_s is None:
+            start = self.start_offset.get(partition)
+            return start is not None and start < mark
+        return read_s < produced_s and self.next_offset.get(partition, 0) < mark
 
     def attach(self, patient_id: str, partition: Hashable) -> None:
         self.partitions_of.setdefault(patient_id, set()).add(partition)

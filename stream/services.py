@@ -369,6 +369,36 @@ async def fetch_offsets(bootstrap: str, topic: str, partition: int, offsets: ran
         await consumer.stop()
 
 
+async def group_start_offsets(bootstrap: str, group: str, partitions: list[tuple[str, int]],
+                              timeout_s: float = 5.0) -> dict[tuple[str, int], int]:
+    """Where ``group`` starts reading each partition after an assignment: its committed
+    offset, else the log start (the worker's ``auto_offset_reset`` is earliest). Asked of
+    the broker by clients outside the group (no join, nothing committed)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    async def run() -> dict[tuple[str, int], int]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        await admin.start()
+        await consumer.start()
+        try:
+            tps = [TopicPartition(t, p) for t, p in partitions]
+            committed = await admin.list_consumer_group_offsets(group, partitions=tps)
+            starts = {(tp.topic, tp.partition): meta.offset for tp, meta in committed.items()
+                      if meta is not None and meta.offset >= 0}
+            fresh = [tp for tp in tps if (tp.topic, tp.partition) not in starts]
+            if fresh:
+                begins = await consumer.beginning_offsets(fresh)
+                starts.update({(tp.topic, tp.partition): offset for tp, offset in begins.items()})
+            return starts
+        finally:
+            await consumer.stop()
+            await admin.close()
+
+    return await asyncio.wait_for(run(), timeout_s)
+
+
 def consumer_group_lag(bootstrap: str, group: str, topics: list[str]) -> int | None:
     """Total uncommitted messages of ``group`` on ``topics``; None when it has no offsets yet."""
     from aiokafka import AIOKafkaConsumer, TopicPartition

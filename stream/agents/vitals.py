@@ -15,13 +15,21 @@ from faust.types import TP, EventT
 from models.runtime import ModelRuntime
 from models.trends import TrendTracker
 from stream.agents.recovery import recover_skipped
-from stream.app import app, deadletter_topic, findings_topic, settings, trend_state_table, vitals_topic
+from stream.app import (
+    KAFKA_BOOTSTRAP,
+    app,
+    deadletter_topic,
+    findings_topic,
+    settings,
+    trend_state_table,
+    vitals_topic,
+)
 from stream.consumer_progress import ConsumerProgress
 from stream.deadletter import DeadLetter
 from stream.monitor import UnreadFn
 from stream.pipeline import VitalsPipeline
 from stream.schema import InvalidChunk, SampleChunk, Signal, decode_chunk
-from stream.services import VITALS_TOPICS
+from stream.services import VITALS_TOPICS, group_start_offsets
 from stream.stats import worker_stats
 from stream.window_analysis import WindowAnalysis
 
@@ -175,19 +183,47 @@ async def drop_held_of_revoked(app_, revoked, **kwargs) -> None:  # type: ignore
 
 
 @app.on_partitions_assigned.connect
-async def forget_patients_moved_away(app_, assigned, **kwargs) -> None:  # type: ignore[no-untyped-def]
-    """Patients whose vitals partitions this worker no longer owns (``assigned`` is the whole
-    new assignment) are forgotten: their monitors, beat memory and trend trackers would
-    otherwise stay in memory for good, and come back stale if the partition ever returned
-    (windows scheduled from a time long past). Their held chunks were already dropped on
-    revocation. Patients whose partitions stayed keep their state: Faust seeks back to the
-    committed offsets and the monitors skip what they already have."""
+async def on_new_assignment(app_, assigned, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    """``assigned`` is the whole new assignment."""
     progress.new_assignment()
     kept = {tp for tp in assigned if tp.topic in VITALS_TOPICS}
+    forget_patients_moved_away(kept)
+    await learn_start_offsets(kept)
+
+
+def forget_patients_moved_away(kept: set[TP]) -> None:
+    """Patients whose vitals partitions this worker no longer owns are forgotten: their
+    monitors, beat memory and trend trackers would otherwise stay in memory for good, and
+    come back stale if the partition ever returned (windows scheduled from a time long
+    past). Their held chunks were already dropped on revocation. Patients whose partitions
+    stayed keep their state: Faust seeks back to the committed offsets and the monitors
+    skip what they already have."""
     for patient_id in progress.patients_off(kept):
         pipeline.forget(patient_id)
         progress.forget(patient_id)
         worker_stats.patients_moved_away += 1
+
+
+async def learn_start_offsets(kept: set[TP]) -> None:
+    """Where reading of each vitals partition not read yet starts (the group's committed
+    offsets), so that a signal's first messages still on their way hold the others back
+    (``ConsumerProgress.unread_before``). Without it, a worker starting on a busy stream
+    closed the first windows of most patients without the signal read last. Runs before
+    the assignment's first message; if the broker does not answer, those partitions count
+    as read, as before."""
+    fresh = sorted(tp for tp in kept if tp not in progress.read_until_s)
+    if not fresh:
+        return
+    try:
+        starts = await group_start_offsets(KAFKA_BOOTSTRAP, settings.app_id,
+                                           [(tp.topic, tp.partition) for tp in fresh])
+    except Exception as exc:
+        log.warning("start offsets of %d partitions unknown (%r); they count as read", len(fresh), exc)
+        return
+    for tp in fresh:
+        offset = starts.get((tp.topic, tp.partition))
+        if offset is not None:
+            progress.starts_at(tp, offset)
 
 
 def unread_on(partition: int) -> UnreadFn:

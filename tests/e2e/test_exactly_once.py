@@ -96,8 +96,10 @@ def test_killed_worker_neither_loses_nor_duplicates_an_episode(services, tmp_pat
     def alerts_of(pid: str, kind: str) -> list:
         return [a for a in store.list_alerts(pid, include_resolved=True) if a.type == kind]
 
+    worker = WorkerProcess(env, tmp_path / "a.log", name="worker-a")
+    replacement = WorkerProcess(env, tmp_path / "b.log", name="worker-b")
     try:
-        worker = WorkerProcess(env, tmp_path / "a.log", name="worker-a").start()
+        worker.start()
         worker.wait_ready(120)
         publish_recordings(services.kafka_bootstrap, first)
         assert wait_for(lambda: alerts_of(long_brady, "brady"), timeout_s=90), worker.log_tail()
@@ -108,7 +110,7 @@ def test_killed_worker_neither_loses_nor_duplicates_an_episode(services, tmp_pat
         time.sleep(1)  # the table's changelog write leaves in the background
         worker.kill()  # SIGKILL: no leave-group, no final offset commit
 
-        replacement = WorkerProcess(env, tmp_path / "b.log", name="worker-b").start()
+        replacement.start()
         replacement.wait_ready(150)
         # The gateways keep sending (the first 100 s again, as after a gateway retry, then the rest).
         publish_recordings(services.kafka_bootstrap, recordings)
@@ -121,7 +123,9 @@ def test_killed_worker_neither_loses_nor_duplicates_an_episode(services, tmp_pat
         # workers also read what earlier tests left on the shared topics.)
         pipeline_stats = (replacement.stats() or {}).get("pipeline", {})
         assert pipeline_stats.get("trends_restored", 0) >= 2, pipeline_stats
-        replacement.stop()
     finally:
+        # A failed assertion must not leave a worker running after the session.
+        worker.stop()
+        replacement.stop()
         for key in client.scan_iter(match=f"{store_prefix}:*", count=1000):
             client.delete(key)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from stream.consumer_progress import ConsumerProgress
 
-ECG, PPG = ("vitals.ecg", 3), ("vitals.ppg", 3)
+ECG, PPG, ECG2 = ("vitals.ecg", 3), ("vitals.ppg", 3), ("vitals.ecg2", 3)
 
 
 def test_patient_is_caught_up_only_when_every_partition_of_its_data_is_read() -> None:
@@ -49,10 +49,28 @@ def test_a_topic_read_less_far_by_produce_time_may_hold_unread_data() -> None:
     assert not progress.unread_before(PPG, 1000.0, {PPG: 10}.get)
 
 
-def test_a_partition_not_read_yet_or_without_highwater_counts_as_read() -> None:
+def test_a_partition_not_read_yet_holds_data_past_its_start_offset() -> None:
+    """A worker that just started (or took partitions over) reads its topics at different
+    paces: a PPG topic whose first message is still on its way must hold the ECG back, or
+    the patient's first windows close without PPG (seen in broker validation runs: the
+    first 10 s of most records without ECG, read after their PPG)."""
     progress = ConsumerProgress()
     progress.advance(ECG, 0, produced_s=1000.0)
-    assert not progress.unread_before(PPG, 1000.0, {PPG: 50}.get)  # not read since start
+    progress.starts_at(PPG, 20)
+    assert progress.unread_before(PPG, 1000.0, {PPG: 50}.get)  # 30 messages to read
+    assert not progress.unread_before(PPG, 1000.0, {PPG: 20}.get)  # nothing new since
+    progress.advance(PPG, 20, produced_s=1001.0)  # read: produce time decides from now on
+    assert not progress.unread_before(PPG, 1000.0, {PPG: 50}.get)
+    progress.new_assignment()  # start offsets are per assignment
+    assert not progress.unread_before(ECG2, 1000.0, {ECG2: 5}.get)
+
+
+def test_a_partition_without_start_or_highwater_counts_as_read() -> None:
+    progress = ConsumerProgress()
+    progress.advance(ECG, 0, produced_s=1000.0)
+    assert not progress.unread_before(PPG, 1000.0, {PPG: 50}.get)  # start unknown
+    progress.starts_at(PPG, 0)
+    assert not progress.unread_before(PPG, 1000.0, lambda _tp: None)  # not fetched yet
     progress.advance(PPG, 0, produced_s=900.0)
     assert not progress.unread_before(PPG, 1000.0, lambda _tp: None)
 

@@ -80,3 +80,38 @@ def test_fetch_offsets_reads_exactly_the_asked_records(services) -> None:  # typ
     records = asyncio.run(run())
     assert [(r.offset, r.value) for r in records] == [(3, b"m3"), (4, b"m4"), (5, b"m5")]
     assert all(r.key == b"p" and r.timestamp_s > 0 for r in records)
+
+
+def test_group_start_offsets_are_the_committed_ones_else_the_log_start(services) -> None:  # type: ignore[no-untyped-def]
+    """Where a worker's group resumes each partition: the vitals agent's alignment needs it
+    for partitions it has not read a message of yet."""
+    import asyncio
+    import uuid
+
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+    from aiokafka.structs import OffsetAndMetadata
+
+    from stream.services import group_start_offsets
+
+    topic, group = f"start-test-{uuid.uuid4().hex[:6]}", f"g-{uuid.uuid4().hex[:6]}"
+
+    async def run() -> dict[tuple[str, int], int]:
+        producer = AIOKafkaProducer(bootstrap_servers=services.kafka_bootstrap)
+        await producer.start()
+        try:
+            for i in range(6):
+                await producer.send_and_wait(topic, value=f"m{i}".encode(), partition=i % 2)
+        finally:
+            await producer.stop()
+        consumer = AIOKafkaConsumer(bootstrap_servers=services.kafka_bootstrap, group_id=group,
+                                    enable_auto_commit=False)
+        await consumer.start()
+        try:
+            tp = TopicPartition(topic, 0)
+            consumer.assign([tp])
+            await consumer.commit({tp: OffsetAndMetadata(2, "")})
+        finally:
+            await consumer.stop()
+        return await group_start_offsets(services.kafka_bootstrap, group, [(topic, 0), (topic, 1)])
+
+    assert asyncio.run(run()) == {(topic, 0): 2, (topic, 1): 0}
