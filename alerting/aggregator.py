@@ -117,6 +117,18 @@ class PatientAlertState:
     def open_alert_ids(self) -> list[str]:
         return [ep.alert_id for ep in self.episodes.values()]
 
+    def awaits_time(self) -> bool:
+        """Whether time alone (process_tick) can still change this state: a device heard
+        from that may fall silent, or an open alert that may escalate, end a snooze or
+        resolve. Not a departed device whose only open alert is its unsnoozed
+        ``device_silent``, so a worker need not tick every patient it ever saw."""
+        if self.last_t_ms is None:
+            return False
+        silent = self.episodes.get(T.DEVICE_SILENT.value)
+        if silent is None:
+            return True
+        return len(self.episodes) > 1 or silent.snoozed_until_ms is not None
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"patient_id": self.patient_id, "last_t_ms": self.last_t_ms}
         if self.episodes:

@@ -22,6 +22,9 @@ class WorkerStats:
     held_messages_acked: int = 0
     # Patients forgotten because a rebalance moved their partitions to another worker.
     patients_moved_away: int = 0
+    # Patients put back on the aggregator's tick clock from the alert-state table after an
+    # assignment (their devices sent nothing since; see clock_patients_from_table).
+    clocks_from_table: int = 0
     # Messages the consumer jumped over (see ConsumerProgress.skipped_before), read again
     # from the broker, and those that could not be (lost to this worker: their data shows
     # as gaps). The newest holes lost as "topic:partition:from-to".
@@ -41,6 +44,7 @@ class WorkerStats:
             "highwater_unknown": self.highwater_unknown,
             "held_messages_acked": self.held_messages_acked,
             "patients_moved_away": self.patients_moved_away,
+            "clocks_from_table": self.clocks_from_table,
             "transport_recovered": self.transport_recovered,
             "transport_skipped": self.transport_skipped,
             "transport_holes": list(self.transport_holes),

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import redis
+from aiokafka.partitioner import murmur2
 from faust.types import TP
 
 from alerting.actions import CareAction
@@ -96,6 +97,7 @@ input_offsets = ConsumerProgress()
 @app.on_partitions_assigned.connect
 async def restart_offset_tracking(app_, assigned, **kwargs) -> None:  # type: ignore[no-untyped-def]
     input_offsets.new_assignment()
+    _clock_from_table["until"] = time.monotonic() + CLOCK_FROM_TABLE_S
 
 
 @app.agent(alert_input_topic)
@@ -149,10 +151,42 @@ async def _apply_with_retry(emissions: list, attempts: int = 30) -> None:
             await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
 
 
+# After each assignment, ticks outside the table's recovery add this worker's patients
+# that no finding brings back (see clock_patients_from_table), for this long: the recovery
+# may start after the first tick, and adding is idempotent.
+CLOCK_FROM_TABLE_S = 60.0
+_clock_from_table = {"until": 0.0}
+
+
+def clock_patients_from_table() -> int:
+    """Patients of this worker's findings partitions whose alert state still awaits time
+    (``PatientAlertState.awaits_time``) but that are not ticked: after a restart or a
+    rebalance only findings put a patient on the clock, and a device that had already
+    fallen silent sends none, so it would never get its ``device_silent`` alert, nor its
+    open alerts their escalation. Their clock starts now from their last finding's time:
+    the silence is counted from the assignment, late rather than never."""
+    owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == FINDINGS_TOPIC}
+    added = 0
+    for key, saved in list(alert_state_table.items()):
+        patient_id = key.decode(errors="replace")
+        if patient_id in _clock or (murmur2(key) & 0x7FFFFFFF) % settings.partitions not in owned:
+            continue
+        state = PatientAlertState.from_json(saved)
+        if state.awaits_time() and state.last_t_ms is not None:
+            _clock[patient_id] = (state.last_t_ms, time.monotonic())
+            added += 1
+    return added
+
+
 @app.timer(interval=settings.tick_interval_s if settings.tick_interval_s > 0 else 3600.0)
 async def tick_patients() -> None:
     if settings.tick_interval_s <= 0:
         return
+    if time.monotonic() < _clock_from_table["until"] and not (app.rebalancing or app.in_recovery):
+        try:
+            worker_stats.clocks_from_table += clock_patients_from_table()
+        except Exception:
+            log.exception("could not read the alert-state table to resume ticks")
     for patient_id in list(_clock):
         now = event_now_ms(patient_id)
         if now is not None:

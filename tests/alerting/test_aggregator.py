@@ -551,6 +551,25 @@ def test_device_silent_raised_deterministically_and_resolved_by_data() -> None:
     assert [(e.type, e.event) for e in out] == [("device_silent", "resolved")]
 
 
+def test_a_state_awaits_time_until_only_its_device_silent_alert_is_left() -> None:
+    """What a restarted worker must keep ticking (no finding will bring these patients back):
+    a device heard from, or open alerts that may still escalate or end a snooze; not a
+    departed device whose only open alert is device_silent, or the ticks would grow with
+    every patient ever seen."""
+    assert not PatientAlertState.new("p1").awaits_time()  # nothing heard: nothing to miss
+    state, _ = run([finding(0)])
+    assert state.awaits_time()  # may fall silent
+    state, _ = process_tick(state, T0 + 47_000)
+    assert set(state.episodes) == {"device_silent"} and not state.awaits_time()
+    silent = state.episodes["device_silent"]
+    snoozed = replace(state, episodes={"device_silent": replace(silent, snoozed_until_ms=T0 + 600_000)})
+    assert snoozed.awaits_time()  # the snooze ends with time
+    brady, _ = run([finding(i, ecg=ecg(hr_bpm=35.0)) for i in range(6)])
+    brady, _ = process_tick(brady, T0 + 100_000)
+    assert "device_silent" in brady.episodes and len(brady.episodes) >= 2  # and a brady alert
+    assert brady.awaits_time()  # which may still escalate
+
+
 def test_persistence_restarts_after_a_silence() -> None:
     state, _ = run([finding(i, ecg=ecg(hr_bpm=45.0)) for i in range(4)])
     state, out = run([finding(100 + i, ecg=ecg(hr_bpm=45.0)) for i in range(4)], state)
