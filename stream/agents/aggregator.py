@@ -137,6 +137,10 @@ async def handle(tp: TP, offset: int, key: bytes | None, value: bytes) -> None:
         worker_stats.emissions += len(emissions)
     if new_state is not state:
         alert_state_table[key] = new_state.to_json()
+    if not new_state.awaits_time():
+        # A departed device with its device_silent alert raised: ticks would change nothing
+        # (its next finding puts it back), and the clock must not grow with every patient.
+        _clock.pop(patient_id, None)
 
 
 async def _apply_with_retry(emissions: list, attempts: int = 30) -> None:
