@@ -380,9 +380,9 @@ async def group_start_offsets(bootstrap: str, group: str, partitions: list[tuple
     async def run() -> dict[tuple[str, int], int]:
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
         consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-        await admin.start()
-        await consumer.start()
         try:
+            await admin.start()
+            await consumer.start()
             tps = [TopicPartition(t, p) for t, p in partitions]
             committed = await admin.list_consumer_group_offsets(group, partitions=tps)
             starts = {(tp.topic, tp.partition): meta.offset for tp, meta in committed.items()
@@ -393,8 +393,11 @@ async def group_start_offsets(bootstrap: str, group: str, partitions: list[tuple
                 starts.update({(tp.topic, tp.partition): offset for tp, offset in begins.items()})
             return starts
         finally:
-            await consumer.stop()
-            await admin.close()
+            # Also after a failed start: the worker calls this on every assignment.
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+            with contextlib.suppress(Exception):
+                await admin.close()
 
     return await asyncio.wait_for(run(), timeout_s)
 

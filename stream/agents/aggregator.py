@@ -141,6 +141,10 @@ async def handle(tp: TP, offset: int, key: bytes | None, value: bytes) -> None:
         # A departed device with its device_silent alert raised: ticks would change nothing
         # (its next finding puts it back), and the clock must not grow with every patient.
         _clock.pop(patient_id, None)
+    elif patient_id not in _clock and new_state.last_t_ms is not None:
+        # Off the clock but awaiting time again (e.g. its device_silent alert was snoozed):
+        # ticked from now on, as after an assignment (clock_patients_from_table).
+        _clock[patient_id] = (new_state.last_t_ms, time.monotonic())
 
 
 async def _apply_with_retry(emissions: list, attempts: int = 30) -> None:
