@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from models.runtime import ModelOutputs, ModelRuntime
-from models.trends import TrendTracker
+from models.trends import BIN_S, HISTORY_BINS, TrendTracker
 from stream.findings import VitalsFinding
 from stream.monitor import ALIGN_HOLD_S, MonitorOutput, PatientMonitor, UnreadFn
 from stream.schema import SampleChunk
@@ -46,6 +46,8 @@ class TrendStore(Protocol):
 
     def save(self, patient_id: str, tracker: TrendTracker) -> None: ...
 
+    def delete(self, patient_id: str) -> None: ...
+
 
 @dataclass
 class PipelineCounters:
@@ -60,6 +62,7 @@ class PipelineCounters:
     trends_saved: int = 0  # copies of trend state handed to the TrendStore
     trends_restored: int = 0  # patients whose trend state came from it
     patients_left: int = 0  # forgotten after forget_idle_s without data (see forget_idle)
+    trends_expired: int = 0  # their saved copies deleted once older than the trend history
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -74,6 +77,7 @@ class PipelineCounters:
             "trends_saved": self.trends_saved,
             "trends_restored": self.trends_restored,
             "patients_left": self.patients_left,
+            "trends_expired": self.trends_expired,
         }
 
 
@@ -110,6 +114,9 @@ class VitalsPipeline:
         self.unflushed_since: dict[str, float] = {}
         # The same, kept after the flush, for forget_idle.
         self.last_chunk_at: dict[str, float] = {}
+        # Patients forgotten by forget_idle: the event time of their saved trend state.
+        self.departed: dict[str, int] = {}
+        self.newest_t_ms = 0  # newest window of any patient (event time)
         self.trends: dict[str, TrendTracker] = {}
         self.counters = PipelineCounters()
 
@@ -228,8 +235,26 @@ class VitalsPipeline:
             if tracker is not None and tracker.last_t_ms is not None:
                 self._save_trends(patient_id, tracker.last_t_ms, tracker, force=True)
             self.forget(patient_id)
+            if tracker is not None and tracker.last_t_ms is not None:
+                self.departed[patient_id] = tracker.last_t_ms
             self.counters.patients_left += 1
         return gone
+
+    def expire_departed_trends(self, history_s: float = HISTORY_BINS * BIN_S) -> list[str]:
+        """Delete the saved trend state of patients gone (see :meth:`forget_idle`) for longer
+        than the trend history, by the newest event time this pipeline has seen: a tracker
+        that old would drop all its bins, so the copy only takes room in the store. Only
+        this pipeline's own departures are known: a copy left by a patient who departed
+        before a restart or a rebalance stays."""
+        if self.trend_store is None:
+            return []
+        cutoff = self.newest_t_ms - history_s * 1000.0
+        expired = [p for p, t in self.departed.items() if t < cutoff]
+        for patient_id in expired:
+            del self.departed[patient_id]
+            self.trend_store.delete(patient_id)
+            self.counters.trends_expired += 1
+        return expired
 
     def assemble(self, windows: Sequence[WindowAnalysis]) -> list[VitalsFinding]:
         if not windows:
@@ -249,6 +274,7 @@ class VitalsPipeline:
                     self.on_release(chunk)
         self.unflushed_since.pop(patient_id, None)
         self.last_chunk_at.pop(patient_id, None)
+        self.departed.pop(patient_id, None)
         self.trends.pop(patient_id, None)
         self.trends_saved_ms.pop(patient_id, None)
         self.trends_unsettled.pop(patient_id, None)
@@ -279,6 +305,7 @@ class VitalsPipeline:
             gaps=window.gaps,
             model_version=self.runtime.model_version,
         )
+        self.newest_t_ms = max(self.newest_t_ms, window.t_ms)
         tracker = self._tracker(window.patient_id, window.t_ms)
         trends, news2 = tracker.update(finding)
         self._save_trends(window.patient_id, window.t_ms, tracker)
@@ -289,6 +316,7 @@ class VitalsPipeline:
         again for TREND_LOOKUP_S while none is found), else a new one."""
         tracker = self.trends.get(pid)
         if tracker is None:
+            self.departed.pop(pid, None)  # back: its copy is live again
             tracker = self.trends[pid] = TrendTracker()
             if self.trend_store is not None:
                 self.trends_unsettled[pid] = t_ms

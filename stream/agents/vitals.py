@@ -68,6 +68,12 @@ class TableTrendStore:
         except Exception:
             log.exception("could not save the trend state of %s", patient_id)
 
+    def delete(self, patient_id: str) -> None:
+        try:
+            trend_state_table.pop(patient_id.encode(), None)
+        except Exception:
+            log.exception("could not delete the trend state of %s", patient_id)
+
 
 pipeline = VitalsPipeline(
     ModelRuntime.load_default(),
@@ -186,6 +192,8 @@ async def drop_held_of_revoked(app_, revoked, **kwargs) -> None:  # type: ignore
 async def on_new_assignment(app_, assigned, **kwargs) -> None:  # type: ignore[no-untyped-def]
     """``assigned`` is the whole new assignment."""
     progress.new_assignment()
+    # Departed patients' copies may now be another worker's (and their patients back there).
+    pipeline.departed.clear()
     kept = {tp for tp in assigned if tp.topic in VITALS_TOPICS}
     forget_patients_moved_away(kept)
     await learn_start_offsets(kept)
@@ -283,6 +291,7 @@ async def flush_quiet_patients() -> None:
         gone = pipeline.forget_idle(settings.forget_idle_s, caught_up=lambda p: progress.caught_up(p, _highwater))
         for patient_id in gone:
             progress.forget(patient_id)
+        pipeline.expire_departed_trends()
 
 
 def _settling() -> bool:

@@ -198,6 +198,9 @@ class _DictTrendStore:
     def save(self, patient_id: str, tracker: TrendTracker) -> None:
         self.saved[patient_id] = json.dumps(tracker.to_dict())
 
+    def delete(self, patient_id: str) -> None:
+        self.saved.pop(patient_id, None)
+
 
 def test_trend_state_outlives_the_pipeline(runtime: ModelRuntime, chunks: list) -> None:
     """Hours of trend history cannot be rebuilt from one window: a worker saves it (at most
@@ -245,8 +248,31 @@ def test_a_patient_whose_device_left_is_forgotten_and_resumes_its_trends(runtime
     assert pipe.counters.patients_left == 1
     saved = json.loads(store.saved["p-brady"])
     assert saved["last_t_ms"] == newest
+    assert pipe.expire_departed_trends() == []  # gone for less than the 6-h history
     pipe.process([c for c in chunks[half:] if c.patient_id == "p-brady"])
     assert pipe.counters.trends_restored == 1 and pipe.trends["p-brady"].last_t_ms > saved["last_t_ms"]
+    assert pipe.departed == {}  # back: its copy is live again, never expired
+
+
+def test_the_trend_copy_of_a_patient_gone_longer_than_its_history_is_deleted(
+    runtime: ModelRuntime, chunks: list
+) -> None:
+    """A tracker older than its history would drop all its bins: the store must not keep
+    one per patient ever discharged."""
+    now = [0.0]
+    store = _DictTrendStore()
+    pipe = VitalsPipeline(runtime, trend_store=store, trend_lookup_s=0.0, clock=lambda: now[0])
+    half = len(chunks) // 2
+    pipe.process(chunks[:half])
+    now[0] = 100.0
+    pipe.process([c for c in chunks[half:] if c.patient_id == "p-normal"])  # time goes on
+    now[0] = 650.0
+    pipe.flush_idle(3.0)
+    assert pipe.forget_idle(600.0) == ["p-brady"] and "p-brady" in store.saved
+    # The history is 6 h; here 10 s, so that the other patient's 30 s of data outlast it.
+    assert pipe.expire_departed_trends(history_s=10.0) == ["p-brady"]
+    assert "p-brady" not in store.saved and "p-normal" in store.saved
+    assert pipe.counters.trends_expired == 1 and pipe.expire_departed_trends(history_s=10.0) == []
 
 
 def test_a_new_owner_looks_the_trend_state_up_until_the_store_has_it(runtime: ModelRuntime, chunks: list) -> None:
