@@ -98,6 +98,7 @@ input_offsets = ConsumerProgress()
 async def restart_offset_tracking(app_, assigned, **kwargs) -> None:  # type: ignore[no-untyped-def]
     input_offsets.new_assignment()
     _clock_from_table["until"] = time.monotonic() + CLOCK_FROM_TABLE_S
+    _table_values_seen.clear()
 
 
 @app.agent(alert_input_topic)
@@ -164,6 +165,9 @@ async def _apply_with_retry(emissions: list, attempts: int = 30) -> None:
 # may start after the first tick, and adding is idempotent.
 CLOCK_FROM_TABLE_S = 60.0
 _clock_from_table = {"until": 0.0}
+# Table values already judged since the assignment (by identity): the repeated scans parse
+# only what changed, not every departed patient's state every tick.
+_table_values_seen: dict[bytes, bytes] = {}
 
 
 def clock_patients_from_table() -> int:
@@ -177,8 +181,10 @@ def clock_patients_from_table() -> int:
     added = 0
     for key, saved in list(alert_state_table.items()):
         patient_id = key.decode(errors="replace")
-        if patient_id in _clock or (murmur2(key) & 0x7FFFFFFF) % settings.partitions not in owned:
+        if (patient_id in _clock or _table_values_seen.get(key) is saved
+                or (murmur2(key) & 0x7FFFFFFF) % settings.partitions not in owned):
             continue
+        _table_values_seen[key] = saved
         state = PatientAlertState.from_json(saved)
         if state.awaits_time() and state.last_t_ms is not None:
             _clock[patient_id] = (state.last_t_ms, time.monotonic())
@@ -195,6 +201,8 @@ async def tick_patients() -> None:
             worker_stats.clocks_from_table += clock_patients_from_table()
         except Exception:
             log.exception("could not read the alert-state table to resume ticks")
+    elif time.monotonic() >= _clock_from_table["until"]:
+        _table_values_seen.clear()
     for patient_id in list(_clock):
         now = event_now_ms(patient_id)
         if now is not None:
