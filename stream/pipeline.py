@@ -110,10 +110,10 @@ class VitalsPipeline:
         self.align_hold_s = align_hold_s
         self.clock = clock
         self.monitors: dict[str, PatientMonitor] = {}
-        # Wall-clock time of each patient's newest chunk, until its monitor is flushed.
-        self.unflushed_since: dict[str, float] = {}
-        # The same, kept after the flush, for forget_idle.
+        # Wall-clock time of each patient's newest chunk (flush_idle, forget_idle), and the
+        # patients with chunks since their last flush.
         self.last_chunk_at: dict[str, float] = {}
+        self.unflushed: set[str] = set()
         # Patients forgotten by forget_idle: the event time of their saved trend state.
         self.departed: dict[str, int] = {}
         self.newest_t_ms = 0  # newest window of any patient (event time)
@@ -132,7 +132,8 @@ class VitalsPipeline:
             self.monitors[chunk.patient_id] = monitor
         held_before = monitor.held
         out = monitor.push(chunk, produced_s, unread)
-        self.unflushed_since[chunk.patient_id] = self.last_chunk_at[chunk.patient_id] = self.clock()
+        self.last_chunk_at[chunk.patient_id] = self.clock()
+        self.unflushed.add(chunk.patient_id)
         self.counters.held += int(monitor.holds(chunk))
         self._count(out, held_before)
         return out.windows
@@ -164,7 +165,7 @@ class VitalsPipeline:
     def flush(self, patient_id: str) -> list[WindowAnalysis]:
         """The patient's stream ended or paused: close the windows its data already covers
         (see :meth:`PatientMonitor.flush`)."""
-        self.unflushed_since.pop(patient_id, None)
+        self.unflushed.discard(patient_id)
         monitor = self.monitors.get(patient_id)
         if monitor is None:
             return []
@@ -199,8 +200,8 @@ class VitalsPipeline:
         silence is not the device's, so the patient is not flushed.
         """
         cutoff = self.clock() - idle_s
-        idle = [p for p, t in self.unflushed_since.items()
-                if t <= cutoff and (caught_up is None or caught_up(p))]
+        idle = [p for p in self.unflushed
+                if self.last_chunk_at[p] <= cutoff and (caught_up is None or caught_up(p))]
         windows: list[WindowAnalysis] = []
         for patient_id in idle:
             windows.extend(self.flush(patient_id))
@@ -210,8 +211,6 @@ class VitalsPipeline:
         """Count every patient's silence from now (the worker itself stopped reading, e.g.
         during a rebalance)."""
         now = self.clock()
-        for patient_id in self.unflushed_since:
-            self.unflushed_since[patient_id] = now
         for patient_id in self.last_chunk_at:
             self.last_chunk_at[patient_id] = now
 
@@ -227,16 +226,18 @@ class VitalsPipeline:
         holding no chunks and, per ``caught_up``, whose data is not waiting unread."""
         cutoff = self.clock() - idle_s
         gone = [p for p, t in self.last_chunk_at.items()
-                if t <= cutoff and p not in self.unflushed_since
+                if t <= cutoff and p not in self.unflushed
                 and not (p in self.monitors and self.monitors[p].held)
                 and (caught_up is None or caught_up(p))]
         for patient_id in gone:
             tracker = self.trends.get(patient_id)
+            saved_t_ms = None
             if tracker is not None and tracker.last_t_ms is not None:
-                self._save_trends(patient_id, tracker.last_t_ms, tracker, force=True)
-            self.forget(patient_id)
-            if tracker is not None and tracker.last_t_ms is not None:
-                self.departed[patient_id] = tracker.last_t_ms
+                saved_t_ms = tracker.last_t_ms
+                self._save_trends(patient_id, saved_t_ms, tracker, force=True)
+            self.forget(patient_id)  # (also drops it from departed)
+            if saved_t_ms is not None:
+                self.departed[patient_id] = saved_t_ms
             self.counters.patients_left += 1
         return gone
 
@@ -272,7 +273,7 @@ class VitalsPipeline:
             for chunk in monitor.drop_held():
                 if self.on_release is not None:
                     self.on_release(chunk)
-        self.unflushed_since.pop(patient_id, None)
+        self.unflushed.discard(patient_id)
         self.last_chunk_at.pop(patient_id, None)
         self.departed.pop(patient_id, None)
         self.trends.pop(patient_id, None)

@@ -278,7 +278,7 @@ async def flush_quiet_patients() -> None:
         # cannot tell what it has not read yet: that silence is the worker's, not the devices'.
         if app.rebalancing_count != rebalances_seen["count"]:
             rebalances_seen.update(count=app.rebalancing_count, at=time.monotonic())
-        worker_stats.idle_flushes_held += len(pipeline.unflushed_since)
+        worker_stats.idle_flushes_held += len(pipeline.unflushed)
         pipeline.restart_idle_clocks()
         return
     try:

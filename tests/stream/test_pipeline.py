@@ -226,10 +226,9 @@ def test_trend_state_outlives_the_pipeline(runtime: ModelRuntime, chunks: list) 
             assert len(carried) > len(series["current"])
 
 
-def test_a_patient_whose_device_left_is_forgotten_and_resumes_its_trends(runtime: ModelRuntime, chunks: list) -> None:
-    """A worker must not keep every patient it ever saw: one silent for forget_idle_s is
-    dropped from memory once flushed, its trend state saved first; when the device comes
-    back the patient restarts from that copy."""
+def _brady_patient_goes_quiet(runtime: ModelRuntime, chunks: list) -> tuple[VitalsPipeline, _DictTrendStore, list]:
+    """A pipeline on a fake wall clock: p-brady sends its first half and stops at t=0 s,
+    p-normal sends on until t=100 s; returns the pipeline, its store and the clock."""
     now = [0.0]
     store = _DictTrendStore()
     pipe = VitalsPipeline(runtime, trend_store=store, trend_lookup_s=0.0, clock=lambda: now[0])
@@ -237,6 +236,14 @@ def test_a_patient_whose_device_left_is_forgotten_and_resumes_its_trends(runtime
     pipe.process(chunks[:half])
     now[0] = 100.0
     pipe.process([c for c in chunks[half:] if c.patient_id == "p-normal"])
+    return pipe, store, now
+
+
+def test_a_patient_whose_device_left_is_forgotten_and_resumes_its_trends(runtime: ModelRuntime, chunks: list) -> None:
+    """A worker must not keep every patient it ever saw: one silent for forget_idle_s is
+    dropped from memory once flushed, its trend state saved first; when the device comes
+    back the patient restarts from that copy."""
+    pipe, store, now = _brady_patient_goes_quiet(runtime, chunks)
     assert pipe.forget_idle(600.0) == []  # nobody silent that long
     now[0] = 650.0
     assert pipe.forget_idle(600.0) == []  # p-brady is silent, but its last window is not flushed
@@ -249,7 +256,7 @@ def test_a_patient_whose_device_left_is_forgotten_and_resumes_its_trends(runtime
     saved = json.loads(store.saved["p-brady"])
     assert saved["last_t_ms"] == newest
     assert pipe.expire_departed_trends() == []  # gone for less than the 6-h history
-    pipe.process([c for c in chunks[half:] if c.patient_id == "p-brady"])
+    pipe.process([c for c in chunks[len(chunks) // 2 :] if c.patient_id == "p-brady"])
     assert pipe.counters.trends_restored == 1 and pipe.trends["p-brady"].last_t_ms > saved["last_t_ms"]
     assert pipe.departed == {}  # back: its copy is live again, never expired
 
@@ -259,13 +266,7 @@ def test_the_trend_copy_of_a_patient_gone_longer_than_its_history_is_deleted(
 ) -> None:
     """A tracker older than its history would drop all its bins: the store must not keep
     one per patient ever discharged."""
-    now = [0.0]
-    store = _DictTrendStore()
-    pipe = VitalsPipeline(runtime, trend_store=store, trend_lookup_s=0.0, clock=lambda: now[0])
-    half = len(chunks) // 2
-    pipe.process(chunks[:half])
-    now[0] = 100.0
-    pipe.process([c for c in chunks[half:] if c.patient_id == "p-normal"])  # time goes on
+    pipe, store, now = _brady_patient_goes_quiet(runtime, chunks)
     now[0] = 650.0
     pipe.flush_idle(3.0)
     assert pipe.forget_idle(600.0) == ["p-brady"] and "p-brady" in store.saved
