@@ -2,7 +2,8 @@
 
 Prints, side by side in one run: ms per item for the beat model and the rhythm model at
 batch sizes 1, 64 and 512, ms per window for the whole ``ModelRuntime.analyse`` path
-(band-pass, segments, both models, VF features), and the real-time patients per core
+(band-pass, segments, both models, S expert, VF features) next to the same path without
+the S expert (its cost as a ratio), and the real-time patients per core
 assuming ~1.2 beats/s per patient and one 10-s rhythm window per 2-s hop.
 
 Run: ``.venv/bin/python bench/bench_models.py [--json]`` (single torch thread = one core).
@@ -51,7 +52,7 @@ def _window(patient: str, t_ms: int, rng: np.random.Generator) -> WindowAnalysis
     return WindowAnalysis(patient_id=patient, t_ms=t_ms, window_s=10.0, ecg_fs=fs,
                           ecg_window=x.astype(np.float32), beat_samples=samples,
                           beat_is_new=beats >= 10.0 - HOP_S - rr,
-                          rr_history_ms=np.full(8, rr * 1000))
+                          rr_history_ms=np.full(60, rr * 1000))
 
 
 def main() -> None:
@@ -60,6 +61,9 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     rt = ModelRuntime.load_default()
+    # The same models without the S expert, timed side by side: what the expert costs.
+    rt_cnn_s = ModelRuntime(rt.beat_model, rt.rhythm_model, rt.vf_model, rt.beat_meta,
+                            rt.rhythm_meta)
     rng = np.random.default_rng(0)
     rows = []
     for b in BATCHES:
@@ -72,16 +76,19 @@ def main() -> None:
         t_rhythm = _time(lambda x=x, x_rr=x_rr: rt.predict_rhythm(x, x_rr))
         windows = [_window(f"p{i}", 10_000, rng) for i in range(b)]
 
-        def run_analyse(windows=windows) -> None:
-            rt._patients.clear()  # every call classifies the same new beats again
-            rt.analyse(windows)
+        def run_analyse(windows=windows, runtime=rt) -> None:
+            runtime._patients.clear()  # every call classifies the same new beats again
+            runtime.analyse(windows)
 
         t_an = _time(run_analyse)
+        t_an_cnn = _time(lambda windows=windows: run_analyse(windows, rt_cnn_s))
         rows.append({
             "batch": b,
             "beat_ms_per_beat": round(1000 * t_beat / b, 4),
             "rhythm_ms_per_window": round(1000 * t_rhythm / b, 3),
             "analyse_ms_per_window": round(1000 * t_an / b, 3),
+            "analyse_without_s_expert_ms_per_window": round(1000 * t_an_cnn / b, 3),
+            "s_expert_cost_ratio": round(t_an / t_an_cnn, 3),
         })
     big = rows[-1]
     model_only_ms_per_patient_s = (BEATS_PER_S * big["beat_ms_per_beat"]
@@ -99,10 +106,13 @@ def main() -> None:
         print(json.dumps(result, indent=2))
         return
     print(f"model {rt.model_version}, {result['torch_threads']} torch thread")
-    print(f"{'batch':>6} {'beat ms/beat':>14} {'rhythm ms/win':>14} {'analyse ms/win':>15}")
+    print(f"{'batch':>6} {'beat ms/beat':>14} {'rhythm ms/win':>14} {'analyse ms/win':>15} "
+          f"{'w/o S expert':>13} {'ratio':>6}")
     for r in rows:
         print(f"{r['batch']:>6} {r['beat_ms_per_beat']:>14.4f} {r['rhythm_ms_per_window']:>14.3f} "
-              f"{r['analyse_ms_per_window']:>15.3f}")
+              f"{r['analyse_ms_per_window']:>15.3f} "
+              f"{r['analyse_without_s_expert_ms_per_window']:>13.3f} "
+              f"{r['s_expert_cost_ratio']:>6.3f}")
     print(f"real-time patients per core (batch 512): models only "
           f"{result['patients_per_core_models_only']}, full analyse "
           f"{result['patients_per_core_full_analyse']}")

@@ -22,6 +22,7 @@ import torch
 from models import preprocess as pp
 from models.architecture import BeatNet, RhythmNet
 from models.packaging import WEIGHTS_DIR, load_metadata, load_state
+from models.sveb import SvebModel, rr_history_rows, sveb_features_from_history, sveb_labels
 from models.vf import VfModel
 from stream.window_analysis import WindowAnalysis
 
@@ -128,8 +129,10 @@ def _check_array(name: str, x: Any, ndim: int, tail: tuple[int | None, ...]) -> 
 
 class ModelRuntime:
     def __init__(self, beat_model: BeatNet, rhythm_model: RhythmNet, vf_model: VfModel,
-                 beat_meta: dict[str, Any], rhythm_meta: dict[str, Any]):
+                 beat_meta: dict[str, Any], rhythm_meta: dict[str, Any],
+                 sveb_model: SvebModel | None = None):
         self.beat_model = beat_model.eval()
+        self.sveb_model = sveb_model
         self.rhythm_model = rhythm_model.eval()
         self.vf_model = vf_model
         self.beat_meta = beat_meta
@@ -137,8 +140,9 @@ class ModelRuntime:
         self._patients: OrderedDict[str, _PatientBeats] = OrderedDict()
 
     @classmethod
-    def load_default(cls, weights_dir: Path | None = None) -> ModelRuntime:
-        """Load the committed weights from ``models/weights``."""
+    def load_default(cls, weights_dir: Path | None = None, with_sveb: bool = True) -> ModelRuntime:
+        """Load the committed weights from ``models/weights`` (``with_sveb=False``: the beat
+        CNN decides S alone, as when training the S expert)."""
         wd = Path(weights_dir or WEIGHTS_DIR)
         beat = BeatNet()
         beat.load_state_dict(load_state(wd, "beats"))
@@ -146,11 +150,14 @@ class ModelRuntime:
         rhythm = RhythmNet(n_rr=len(rhythm_meta.get("rr_features", [])))
         rhythm.load_state_dict(load_state(wd, "rhythm"))
         return cls(beat, rhythm, VfModel.load(wd / "vf.json"), load_metadata(wd, "beats"),
-                   rhythm_meta)
+                   rhythm_meta, SvebModel.load(wd / "sveb.json") if with_sveb else None)
 
     @property
     def model_version(self) -> str:
-        return f"{self.beat_meta['version']}+{self.rhythm_meta['version']}+{self.vf_model.version}"
+        versions = [self.beat_meta["version"], self.rhythm_meta["version"], self.vf_model.version]
+        if self.sveb_model is not None:
+            versions.append(self.sveb_model.version)
+        return "+".join(versions)
 
     # ---------------------------------------------------------------- batched forward
     def predict_beats(self, segments: np.ndarray, rr: np.ndarray) -> np.ndarray:
@@ -202,6 +209,34 @@ class ModelRuntime:
                 out[i:i + _PREDICT_CHUNK] = torch.softmax(logits, dim=1).numpy()
         return out
 
+    def beat_labels(self, probs: np.ndarray, sveb_feats: np.ndarray | None) -> np.ndarray:
+        """Class index per beat: the CNN's argmax, except that N against S is the S
+        expert's decision (:mod:`models.sveb`) for beats the CNN calls N or S and whose
+        expert features are known (a row of NaN, or no expert: the CNN decides)."""
+        labels = np.asarray(probs).argmax(axis=1)
+        if self.sveb_model is None or sveb_feats is None or labels.size == 0:
+            return labels
+        known = np.all(np.isfinite(sveb_feats), axis=1)
+        if known.any():
+            labels[known] = sveb_labels(labels[known], self.sveb_model.is_sveb(sveb_feats[known]))
+        return labels
+
+    def _sveb_features(self, parts: Sequence[tuple[int, np.ndarray, np.ndarray, np.ndarray,
+                                                   np.ndarray]],
+                       window_rhythm: dict[int, np.ndarray]) -> np.ndarray | None:
+        """The S expert's features of every beat of this call, in one vectorised pass
+        (rows of NaN for a window under 2 s, which has no rhythm estimate)."""
+        if self.sveb_model is None or not parts:
+            return None
+        nan_rhythm = np.full(len(RHYTHM_CLASSES), np.nan)
+        history = np.concatenate([rr_history_rows(seq, js) for _, seq, js, _, _ in parts])
+        post = np.concatenate([p for _, _, _, p, _ in parts])
+        morph = np.concatenate([m for _, _, _, _, m in parts])
+        rhythm = np.concatenate([np.broadcast_to(window_rhythm.get(wi, nan_rhythm),
+                                                 (js.size, len(RHYTHM_CLASSES)))
+                                 for wi, _, js, _, _ in parts])
+        return sveb_features_from_history(history, post, morph, rhythm)
+
     # ---------------------------------------------------------------- window analysis
     def forget(self, patient_id: str) -> None:
         """Drop a patient's beat memory (its DSP state was reset or moved to another worker)."""
@@ -223,6 +258,10 @@ class ModelRuntime:
         outputs = [ModelOutputs() for _ in windows]
         seg_parts: list[np.ndarray] = []
         rr_parts: list[np.ndarray] = []
+        # Per window with beats to classify: (window index, RR sequence, pre-RR indices,
+        # post-RRs, morphology features) for the S expert, which also needs the window's
+        # rhythm probabilities and so runs after the rhythm pass.
+        sveb_parts: list[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
         owners: list[tuple[int, float]] = []  # (window index, beat time ms) per beat row
         rhythm_rows: list[np.ndarray] = []
         rhythm_rr: list[np.ndarray] = []
@@ -284,8 +323,10 @@ class ModelRuntime:
                                            (idx.size, *seg_all.shape[1:]))
                 seg = seg_all[idx]
                 seg_parts.append(seg)
-                rr_parts.append(pp.beat_context(seq[js], np.diff(r)[idx] / pp.ECG_FS, local,
-                                                seg, template))
+                post = np.diff(r)[idx] / pp.ECG_FS
+                context = pp.beat_context(seq[js], post, local, seg, template)
+                rr_parts.append(context)
+                sveb_parts.append((wi, seq, js, post, context[:, pp.N_RR_FEATURES:]))
                 owners.extend((wi, float(times[i])) for i in idx)
                 queued.setdefault(w.patient_id, []).extend(float(times[i]) for i in idx)
             crop = x[-pp.RHYTHM_LEN:] if x.size >= pp.RHYTHM_LEN else pp.fit_length(
@@ -302,9 +343,19 @@ class ModelRuntime:
         # Beats classified in this call, per patient: event times and the index of the window
         # that classified each (converted to arrays once, below).
         classified_lists: dict[str, tuple[list[float], list[int]]] = {}
+        window_rhythm: dict[int, np.ndarray] = {}
+        if rhythm_rows:
+            rprobs = self.predict_rhythm(np.stack(rhythm_rows)[:, None, :],
+                                         np.stack(rhythm_rr).astype(np.float32))
+            for wi, p in zip(rhythm_owner, rprobs, strict=True):
+                window_rhythm[wi] = p
+                outputs[wi].rhythm = RHYTHM_CLASSES[int(np.argmax(p))]
+                outputs[wi].rhythm_probs = {c: round(float(v), 4)
+                                            for c, v in zip(RHYTHM_CLASSES, p, strict=True)}
+
         if seg_parts:
             probs = self.predict_beats(np.concatenate(seg_parts), np.concatenate(rr_parts))
-            labels = probs.argmax(axis=1)
+            labels = self.beat_labels(probs, self._sveb_features(sveb_parts, window_rhythm))
             for (wi, t), k in zip(owners, labels, strict=True):
                 times_owners = classified_lists.setdefault(windows[wi].patient_id, ([], []))
                 times_owners[0].append(t)
@@ -321,14 +372,6 @@ class ModelRuntime:
         classified_by = {p: (np.asarray(ts, dtype=np.float64), np.asarray(ws, dtype=np.int64))
                          for p, (ts, ws) in classified_lists.items()}
         no_beats = (np.zeros(0), np.zeros(0, dtype=np.int64))
-
-        if rhythm_rows:
-            rprobs = self.predict_rhythm(np.stack(rhythm_rows)[:, None, :],
-                                         np.stack(rhythm_rr).astype(np.float32))
-            for wi, p in zip(rhythm_owner, rprobs, strict=True):
-                outputs[wi].rhythm = RHYTHM_CLASSES[int(np.argmax(p))]
-                outputs[wi].rhythm_probs = {c: round(float(v), 4)
-                                            for c, v in zip(RHYTHM_CLASSES, p, strict=True)}
 
         for item in prepared:
             if item is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,8 @@ from torch import nn
 
 from models import preprocess as pp
 from models.architecture import BeatNet, RhythmNet
-from models.data import BEAT_CLASSES, RHYTHM_CLASSES, BeatSet
+from models.data import AAMI_MAP, BEAT_CLASSES, RHYTHM_CLASSES, BeatSet, load_mitdb_ecg
+from models.sveb import N_SVEB_FEATURES, SvebModel, best_f1_threshold, sveb_features
 
 Progress = Callable[[int, int, str], None]  # (step, total, message)
 
@@ -344,3 +346,76 @@ def cross_validate_rhythm(signals: Sequence[np.ndarray], labels: np.ndarray, k: 
         probs[test] = rhythm_record_probs(model, [signals[i] for i in test_idx],
                                           None if peaks is None else [peaks[i] for i in test_idx])
     return folds, probs
+
+
+# ---------------------------------------------------------------- S expert (models.sveb)
+def beat_rhythm_probs(data_dir: Path, beats: BeatSet,
+                      predict_rhythm: Callable[[np.ndarray, np.ndarray], np.ndarray],
+                      progress: Progress | None = None) -> np.ndarray:
+    """``(n, 4)`` rhythm probabilities for each beat of ``beats`` (MIT-BIH records), as the
+    runtime has them: the 10-s window of the 2-s hop grid in which the beat is first
+    classifiable (its next beat and its segment tail inside), with the window's RR
+    features from the reference beats."""
+    out = np.zeros((beats.labels.size, 4), dtype=np.float32)
+    records = list(dict.fromkeys(beats.records.tolist()))
+    hop = int(2 * pp.ECG_FS)
+    for k, record in enumerate(records):
+        ecg, pos, symbols = load_mitdb_ecg(data_dir, record)
+        r_all = pos[np.array([s in AAMI_MAP for s in symbols])]
+        ends = np.arange(pp.RHYTHM_LEN, ecg.size + 1, hop)
+        x = np.stack([ecg[e - pp.RHYTHM_LEN:e] for e in ends])[:, None, :].astype(np.float32)
+        rr = np.stack([pp.rhythm_rr_features(r_all[(r_all >= e - pp.RHYTHM_LEN) & (r_all < e)]
+                                             - (e - pp.RHYTHM_LEN)) for e in ends])
+        probs = predict_rhythm(x, rr.astype(np.float32))
+        idx = np.flatnonzero(beats.records == record)
+        r = beats.r_samples[idx]
+        nxt = r_all[np.clip(np.searchsorted(r_all, r, side="right"), 0, r_all.size - 1)]
+        need = np.maximum(r + pp.BEAT_POST, nxt)
+        out[idx] = probs[np.clip(np.searchsorted(ends, need), 0, ends.size - 1)]
+        if progress:
+            progress(k + 1, len(records), f"rhythm context {record}")
+    return out
+
+
+def beatset_sveb_features(beats: BeatSet, rhythm_probs: np.ndarray) -> np.ndarray:
+    """S-expert features of every beat: per record, the pre-RR sequence of its consecutive
+    beats is the RR history (a beat's pre-RR is the previous beat's post-RR)."""
+    feats = np.zeros((beats.labels.size, N_SVEB_FEATURES))
+    for record in dict.fromkeys(beats.records.tolist()):
+        idx = np.flatnonzero(beats.records == record)
+        feats[idx] = sveb_features(beats.rr[idx, 0], np.arange(idx.size), beats.rr[idx, 1],
+                                   beats.rr[idx, pp.N_RR_FEATURES:], rhythm_probs[idx])
+    return feats
+
+
+@dataclass(slots=True)
+class SvebCvResult:
+    probs: np.ndarray  # held-out S probability per beat
+    is_s: np.ndarray  # held-out decision (the fold's nested threshold)
+    thresholds: dict[int, float]  # per outer fold, chosen on its training folds only
+
+
+def cross_validate_sveb(feats: np.ndarray, labels: np.ndarray, fold_of: np.ndarray
+                        ) -> SvebCvResult:
+    """Patient-wise CV of the S expert with a nested threshold: for each held-out fold the
+    threshold is the best-F1 one on held-out predictions of the *other* folds (each scored
+    by a model trained on the remaining ones), so no figure sees its own fold twice."""
+    y = (labels == BEAT_CLASSES.index("S")).astype(np.int64)
+    folds = sorted(set(fold_of.tolist()))
+    probs = np.zeros(y.size)
+    is_s = np.zeros(y.size, dtype=bool)
+    thresholds: dict[int, float] = {}
+    for f in folds:
+        train = fold_of != f
+        inner = np.zeros(y.size)
+        for g in folds:
+            if g == f:
+                continue
+            fit = train & (fold_of != g)
+            inner[fold_of == g] = SvebModel.fit(feats[fit], y[fit], 0.5).probability(
+                feats[fold_of == g])
+        thresholds[f] = best_f1_threshold(inner[train], y[train])
+        model = SvebModel.fit(feats[train], y[train], thresholds[f])
+        probs[~train] = model.probability(feats[~train])
+        is_s[~train] = probs[~train] >= thresholds[f]
+    return SvebCvResult(probs, is_s, thresholds)

@@ -62,7 +62,10 @@ EVENT_MEMORY_S = 40.0
 # Derived (ECG/PPG) respiration is the costliest per-window step and its 32 s estimate
 # moves slowly (a 32 s window), so it is refreshed every 6 s of event time, not every hop.
 DERIVED_REFRESH_S = 6.0
-RR_HISTORY_BEATS = 20
+# RR intervals before a window handed to the beat models: the S expert compares a beat's
+# RR with the 60 before it (models.sveb.LONG_RR_BEATS), so a run of tachycardia does not
+# become its own reference.
+RR_HISTORY_BEATS = 60
 # Apnoea on the RESP channel: once the patient's breath size is known (5–95 % span of the
 # last usable RESP window), swings under a fifth of it are not breaths. Central apnoea
 # shows as a flat impedance trace (baseline noise only), and the window-relative merge
@@ -129,6 +132,9 @@ class _Track:
         self.raw = RingBuffer(1)
         self.filtered = RingBuffer(1)
         self.events: deque[_Event] = deque()
+        # Intervals (grid samples) between events already forgotten, for the RR history;
+        # events are kept only EVENT_MEMORY_S, fewer than RR_HISTORY_BEATS at slow rates.
+        self.forgotten_intervals: deque[int] = deque(maxlen=RR_HISTORY_BEATS)
         self.segment = 0
         self.segment_start = 0  # grid index where the current contiguous segment began
         self.final_until = 0  # grid index up to which the DSP's events are decided
@@ -161,6 +167,7 @@ class _Track:
         self.raw = RingBuffer(cap)
         self.filtered = RingBuffer(cap)
         self.events.clear()
+        self.forgotten_intervals.clear()
         self.segment += 1
         self.segment_start = 0
         self.final_until = 0
@@ -230,7 +237,9 @@ class _Track:
     def _forget_old_events(self) -> None:
         horizon = self.final_until - round(EVENT_MEMORY_S * self.fs)
         while self.events and self.events[0].index < horizon:
-            self.events.popleft()
+            e = self.events.popleft()
+            if self.events and self.events[0].segment == e.segment:
+                self.forgotten_intervals.append(self.events[0].index - e.index)
 
     def _track_flat_runs(self, start: int, x: np.ndarray) -> None:
         """Follow runs of bit-identical samples; when one of >= FLAT_RUN_S ends, the signal
@@ -543,6 +552,9 @@ class PatientMonitor:
         wa.beat_is_new = new
         before = [e for e in tr.events if e.index < i0]
         hist = _intervals_s(before[-(RR_HISTORY_BEATS + 1) :], fs) * 1000.0
+        if hist.size < RR_HISTORY_BEATS and tr.forgotten_intervals:
+            older = np.asarray(tr.forgotten_intervals, dtype=np.float64) * 1000.0 / fs
+            hist = np.concatenate([older, hist])
         wa.rr_history_ms = hist[-RR_HISTORY_BEATS:]
 
     @staticmethod

@@ -40,6 +40,7 @@ eval_app.command("resp")(eval_signals.resp)
 eval_app.command("beats")(models_cmd.eval_beats)
 eval_app.command("rhythm")(models_cmd.eval_rhythm)
 train_app.command("beats")(models_cmd.train_beats)
+train_app.command("sveb")(models_cmd.train_sveb)
 train_app.command("rhythm")(models_cmd.train_rhythm)
 
 if __name__ == "__main__":

@@ -115,6 +115,41 @@ def train_beats(
     _emit({"weights": str(path), "cv": report, "records": len(recs)}, True)
 
 
+def _sveb_inputs(data_dir: Path, beats: Any, runtime: Any) -> np.ndarray:
+    from models.training import beat_rhythm_probs, beatset_sveb_features
+
+    with _progress("rhythm context") as cb:
+        rhythm = beat_rhythm_probs(data_dir, beats, runtime.predict_rhythm, cb)
+    return beatset_sveb_features(beats, rhythm)
+
+
+def _cnn_cv_probs(beats: Any, runtime: Any, data_dir: Path, folds: int, seed: int | None,
+                  epochs: int | None, cache_dir: Path) -> tuple[np.ndarray, dict[str, Any]]:
+    """Held-out CNN probabilities of the shipped configuration (retrained per fold),
+    reused from ``cache_dir`` when a run of the same configuration on the same beats is
+    there (``train sveb`` then ``eval beats --cv`` train the CNN folds once)."""
+    from models import data as md
+    from models.training import beat_config_of, cross_validate_beats
+
+    cfg = beat_config_of(runtime.beat_meta, epochs)
+    seed = seed if seed is not None else int(runtime.beat_meta.get("seed", 7))
+    config = {"epochs": cfg.epochs, "class_weight_power": cfg.class_weight_power,
+              "segment_dropout": cfg.segment_dropout, "seed": seed, "folds": folds}
+    cache = Path(cache_dir) / ("beats_cv_" + "_".join(f"{k}{v}" for k, v in config.items())
+                               + ".npz")
+    if cache.exists():
+        z = np.load(cache)
+        if np.array_equal(z["labels"], beats.labels) and np.array_equal(z["records"], beats.records):
+            return z["probs"], config
+    noise_dir = Path(data_dir).parent / "nstdb"
+    noise = md.load_noise(noise_dir) if noise_dir.exists() else None
+    with _progress("beats CV") as cb:
+        res = cross_validate_beats(beats, noise, folds, seed, cfg, cb)
+    Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    np.savez(cache, probs=res.probs, labels=beats.labels, records=beats.records)
+    return res.probs, config
+
+
 def eval_beats(
     data_dir: Path = typer.Option(None, help="MIT-BIH folder (default <data_dir>/mitdb)."),
     records: str = typer.Option(None, help="Comma-separated records (default: all)."),
@@ -126,37 +161,98 @@ def eval_beats(
     threads: int = typer.Option(2),
     cache_dir: Path = typer.Option(_DEFAULT_CACHE),
 ) -> None:
-    """Score the beat classifier at the reference beat positions (Se/PPV in percent)."""
+    """Score the beat classifier at the reference beat positions (Se/PPV in percent): the
+    CNN, with N against S decided by the S expert as in the stream."""
     from models import data as md
     from models.evaluation import beat_metrics
     from models.runtime import ModelRuntime
-    from models.training import beat_config_of, cross_validate_beats
+    from models.sveb import sveb_labels
+    from models.training import cross_validate_sveb, record_folds
 
     _torch_threads(threads)
     data_dir = Path(data_dir or _data_root() / "mitdb")
     recs = _split_records(records) or md.list_mitdb_records(data_dir)
     beats = md.load_mitdb_beats(data_dir, recs, cache_dir)
     runtime = ModelRuntime.load_default()
+    feats = _sveb_inputs(data_dir, beats, runtime)
     train_config: dict[str, Any] = {}
     if cv:
-        noise_dir = data_dir.parent / "nstdb"
-        noise = md.load_noise(noise_dir) if noise_dir.exists() else None
-        cfg = beat_config_of(runtime.beat_meta, epochs)
-        seed = seed if seed is not None else int(runtime.beat_meta.get("seed", 7))
-        train_config = {"epochs": cfg.epochs, "class_weight_power": cfg.class_weight_power,
-                        "segment_dropout": cfg.segment_dropout, "seed": seed}
-        with _progress("beats CV") as cb:
-            res = cross_validate_beats(beats, noise, cv_folds, seed, cfg, cb)
-        y_pred = res.y_pred
+        probs, train_config = _cnn_cv_probs(beats, runtime, data_dir, cv_folds, seed, epochs,
+                                            cache_dir)
+        folds = record_folds(beats.records, beats.labels, cv_folds)
+        sveb_cv = cross_validate_sveb(feats, beats.labels,
+                                      np.array([folds[r] for r in beats.records]))
+        cnn_pred = probs.argmax(axis=1)
+        y_pred = sveb_labels(cnn_pred, sveb_cv.is_s)
+        train_config["sveb_thresholds"] = {str(k): v for k, v in sveb_cv.thresholds.items()}
     else:
-        y_pred = runtime.predict_beats(beats.segments, beats.rr).argmax(axis=1)
+        cnn_probs = runtime.predict_beats(beats.segments, beats.rr)
+        cnn_pred = cnn_probs.argmax(axis=1)
+        y_pred = runtime.beat_labels(cnn_probs, feats)
     m = beat_metrics(beats.labels, y_pred, beats.records)
+    cnn_only = beat_metrics(beats.labels, cnn_pred, beats.records)
     out = {"records": len(recs), "beats": int(beats.labels.size), "classes": m["classes"],
            "accuracy": m["accuracy"], "model_version": runtime.model_version,
            "mode": f"cv{cv_folds}" if cv else "shipped-weights",
            **({"train_config": train_config} if cv else {}),
-           "confusion": m["confusion"]}
+           "confusion": m["confusion"],
+           "cnn_alone": {"classes": {c: {"se": v["se"], "ppv": v["ppv"]}
+                                     for c, v in cnn_only["classes"].items()},
+                         "accuracy": cnn_only["accuracy"]}}
     _emit(out, as_json)
+
+
+def train_sveb(
+    data_dir: Path = typer.Option(None, help="MIT-BIH folder (default <data_dir>/mitdb)."),
+    out: Path = typer.Option(Path("models/weights"), help="Where sveb.json is written."),
+    cv_folds: int = typer.Option(5, help="Patient-wise folds (the beat model's fold design)."),
+    threads: int = typer.Option(2),
+    cache_dir: Path = typer.Option(_DEFAULT_CACHE),
+) -> None:
+    """Train the S expert (N against S for the beats the CNN calls N or S): patient-wise CV
+    with nested thresholds, then a final fit on all records. Deterministic (Newton fit)."""
+    from models import data as md
+    from models.evaluation import beat_metrics
+    from models.runtime import ModelRuntime
+    from models.sveb import SvebModel, best_f1_threshold, sveb_labels
+    from models.training import cross_validate_sveb, record_folds
+
+    _torch_threads(threads)
+    t0 = time.time()
+    data_dir = Path(data_dir or _data_root() / "mitdb")
+    recs = md.list_mitdb_records(data_dir)
+    beats = md.load_mitdb_beats(data_dir, recs, cache_dir)
+    runtime = ModelRuntime.load_default(with_sveb=False)
+    feats = _sveb_inputs(data_dir, beats, runtime)
+    folds = record_folds(beats.records, beats.labels, cv_folds)
+    fold_of = np.array([folds[r] for r in beats.records])
+    cv = cross_validate_sveb(feats, beats.labels, fold_of)
+    y = (beats.labels == md.BEAT_CLASSES.index("S")).astype(np.int64)
+    cnn_probs, cnn_config = _cnn_cv_probs(beats, runtime, data_dir, cv_folds, None, None, cache_dir)
+    cnn_pred = cnn_probs.argmax(axis=1)
+    combined = beat_metrics(beats.labels, sveb_labels(cnn_pred, cv.is_s), beats.records)
+    cnn_only = beat_metrics(beats.labels, cnn_pred, beats.records)
+    alone_tp = int((cv.is_s & (y == 1)).sum())
+    threshold = best_f1_threshold(cv.probs, y)
+    model = SvebModel.fit(feats, y, threshold)
+    report = {
+        "fold_design": f"{cv_folds} folds grouped by record, the beat model's (models.training.record_folds)",
+        "nested_thresholds": {str(k): v for k, v in cv.thresholds.items()},
+        "expert_alone_cv": {"s_se": round(100 * alone_tp / max(int(y.sum()), 1), 2),
+                            "s_ppv": round(100 * alone_tp / max(int(cv.is_s.sum()), 1), 2)},
+        "cnn_cv_config": cnn_config,
+        "cnn_alone_cv": {"classes": cnn_only["classes"], "accuracy": cnn_only["accuracy"]},
+        "combined_cv": {"classes": combined["classes"], "accuracy": combined["accuracy"],
+                        "confusion": combined["confusion"]},
+    }
+    Path(out).mkdir(parents=True, exist_ok=True)
+    doc = {**model.to_dict(), "records": recs, "n_beats": int(y.size), "n_s": int(y.sum()),
+           "threshold_rule": "best F1 of S on the held-out CV probabilities",
+           "rhythm_model": runtime.rhythm_meta["version"], "cv": report,
+           "train_seconds": round(time.time() - t0, 1)}
+    path = Path(out) / "sveb.json"
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    _emit({"weights": str(path), "threshold": threshold, "cv": report}, True)
 
 
 def train_rhythm(
