@@ -18,7 +18,10 @@ The detector follows Pan & Tompkins (1985) with the decision rules of Hamilton &
    candidate above half the threshold since the last beat is taken as a beat (Pan & Tompkins)
    — provided its maximal slope is at least 20 % of the median slope of recent beats, so
    that the P waves of a ventricular asystole (low, slow waves, ~12 %) are not taken for
-   QRS while wide ventricular beats after narrow ones (~20-30 %) still are.
+   QRS while wide ventricular beats after narrow ones (~20-30 %) still are. The gap before
+   that candidate is filled too: every other eligible candidate, largest first, a
+   refractory period from the ones taken and not a T wave of one (a run of low, wide
+   ventricular beats after tall narrow ones is otherwise reported one beat per search-back).
 
 Every step is causal and carries its state, and every decision is taken at a sample-defined
 moment (when a candidate's ±200 ms neighbourhood is complete), so the beats found do not
@@ -300,9 +303,24 @@ class StreamingRPeakDetector:
             if not eligible:
                 break
             best = max(eligible, key=lambda c: c.height)
-            self._accept(best, searchback=True)
-            beats.append(best.r)
+            # Fill the gap before the chosen beat too: candidates at least a refractory
+            # period apart from each other and from both ends, taken largest first.
+            chosen = [best]
+            for c in sorted(eligible, key=lambda c: -c.height):
+                if c.r < best.r and all(self._spaced(c, o) for o in chosen):
+                    chosen.append(c)
+            for c in sorted(chosen, key=lambda c: c.r):
+                self._accept(c, searchback=True)
+                beats.append(c.r)
         return beats
+
+    def _spaced(self, c: _Candidate, other: _Candidate) -> bool:
+        """Two search-back picks can both be beats: a refractory period apart, and the
+        later not a T wave of the earlier (within 360 ms with under half its slope)."""
+        first, second = (c, other) if c.r < other.r else (other, c)
+        dist = second.r - first.r
+        return dist >= self._refractory and not (dist < self._t_wave
+                                                 and second.slope < 0.5 * first.slope)
 
     def _searchback_after(self) -> float:
         return SEARCHBACK_RR_FACTOR * self._rr_median()

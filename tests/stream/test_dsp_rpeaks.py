@@ -118,3 +118,7 @@ def test_wide_ventricular_beats_after_narrow_ones_are_not_a_pause(data_dir: Path
     around = beats[(beats > 294.0) & (beats < 299.5)]
     assert around.size >= 5
     assert np.diff(around).max() < 2.0
+    # Search-back fills the whole gap, not only its largest candidate: the run's first
+    # complexes (295.2 and 295.5 s, 0.3 s apart) are beats too (4 found before 2026-11-30).
+    run = beats[(beats > 295.0) & (beats < 298.5)]
+    assert run.size >= 6
