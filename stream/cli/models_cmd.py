@@ -93,8 +93,11 @@ def train_beats(
             cv = cross_validate_beats(beats, noise, cv_folds, seed, cfg, cb)
         report = beat_metrics(cv.y_true, cv.y_pred, cv.records)
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
-        np.savez(Path(cache_dir) / f"beats_cv_predictions_seed{seed}.npz", probs=cv.probs,
-                 labels=cv.y_true, records=cv.records)
+        cv_config = {"epochs": cfg.epochs, "class_weight_power": cfg.class_weight_power,
+                     "segment_dropout": cfg.segment_dropout, "seed": seed, "folds": cv_folds,
+                     "noise": noise is not None}
+        np.savez(_cnn_cv_cache(cache_dir, cv_config), probs=cv.probs, labels=cv.y_true,
+                 records=cv.records)
         report["per_record_errors"] = {
             r: {"n": int((cv.records == r).sum()),
                 "wrong": int(((cv.y_pred != cv.y_true) & (cv.records == r)).sum())}
@@ -123,26 +126,39 @@ def _sveb_inputs(data_dir: Path, beats: Any, runtime: Any) -> np.ndarray:
     return beatset_sveb_features(beats, rhythm)
 
 
+def _cnn_cv_cache(cache_dir: Path, config: dict[str, Any]) -> Path:
+    """Where held-out CNN probabilities of ``config`` are kept: keyed by the training
+    configuration and by the code that trains the folds, so a change to either retrains."""
+    import hashlib
+
+    from models import architecture, preprocess, training
+
+    code = hashlib.sha256(b"".join(Path(str(m.__file__)).read_bytes()
+                                   for m in (architecture, preprocess, training)))
+    name = "_".join(f"{k}{v}" for k, v in config.items())
+    return Path(cache_dir) / f"beats_cv_{name}_{code.hexdigest()[:12]}.npz"
+
+
 def _cnn_cv_probs(beats: Any, runtime: Any, data_dir: Path, folds: int, seed: int | None,
                   epochs: int | None, cache_dir: Path) -> tuple[np.ndarray, dict[str, Any]]:
     """Held-out CNN probabilities of the shipped configuration (retrained per fold),
-    reused from ``cache_dir`` when a run of the same configuration on the same beats is
-    there (``train sveb`` then ``eval beats --cv`` train the CNN folds once)."""
+    reused from ``cache_dir`` when ``train beats``, ``train sveb`` or ``eval beats --cv``
+    already trained the same folds with the same code."""
     from models import data as md
     from models.training import beat_config_of, cross_validate_beats
 
     cfg = beat_config_of(runtime.beat_meta, epochs)
     seed = seed if seed is not None else int(runtime.beat_meta.get("seed", 7))
+    noise_dir = Path(data_dir).parent / "nstdb"
+    noise = md.load_noise(noise_dir) if noise_dir.exists() else None
     config = {"epochs": cfg.epochs, "class_weight_power": cfg.class_weight_power,
-              "segment_dropout": cfg.segment_dropout, "seed": seed, "folds": folds}
-    cache = Path(cache_dir) / ("beats_cv_" + "_".join(f"{k}{v}" for k, v in config.items())
-                               + ".npz")
+              "segment_dropout": cfg.segment_dropout, "seed": seed, "folds": folds,
+              "noise": noise is not None}
+    cache = _cnn_cv_cache(cache_dir, config)
     if cache.exists():
         z = np.load(cache)
         if np.array_equal(z["labels"], beats.labels) and np.array_equal(z["records"], beats.records):
             return z["probs"], config
-    noise_dir = Path(data_dir).parent / "nstdb"
-    noise = md.load_noise(noise_dir) if noise_dir.exists() else None
     with _progress("beats CV") as cb:
         res = cross_validate_beats(beats, noise, folds, seed, cfg, cb)
     Path(cache_dir).mkdir(parents=True, exist_ok=True)

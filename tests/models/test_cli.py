@@ -39,3 +39,16 @@ def test_eval_rhythm_json(data_root: Path, tmp_path: Path) -> None:
     assert out["records"] == 5
     assert set(out["f1"]) == {"N", "A", "O", "~"}
     assert 0.0 <= out["f1_mean_nao"] <= 1.0
+
+
+def test_cnn_cv_cache_is_keyed_by_configuration(tmp_path: Path) -> None:
+    """Held-out CNN probabilities are reused only for the same training configuration (and
+    the same training code, hashed into the name)."""
+    from stream.cli.models_cmd import _cnn_cv_cache
+
+    config = {"epochs": 10, "class_weight_power": 0.3, "segment_dropout": 0.0, "seed": 7,
+              "folds": 5, "noise": True}
+    same = _cnn_cv_cache(tmp_path, dict(config))
+    assert same == _cnn_cv_cache(tmp_path, config) and same.parent == tmp_path
+    assert _cnn_cv_cache(tmp_path, {**config, "seed": 8}) != same
+    assert _cnn_cv_cache(tmp_path, {**config, "noise": False}) != same
