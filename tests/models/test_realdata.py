@@ -9,6 +9,7 @@ from models import data as md
 from models import preprocess as pp
 from models.runtime import ModelRuntime
 from models.training import recording_crops, recording_rpeaks
+from stream.monitor import RR_HISTORY_BEATS
 from stream.window_analysis import WindowAnalysis
 
 pytestmark = pytest.mark.realdata
@@ -49,7 +50,8 @@ def _record_windows(patient: str, ecg: np.ndarray, r: np.ndarray, start_s: float
         windows.append(WindowAnalysis(
             patient_id=patient, t_ms=int(end / fs * 1000), window_s=10.0, ecg_fs=fs,
             ecg_window=ecg[start:end].astype(np.float32), beat_samples=r[inside] - start,
-            beat_is_new=r[inside] >= offered_until, rr_history_ms=np.diff(before[-11:]) / fs * 1000))
+            beat_is_new=r[inside] >= offered_until,
+            rr_history_ms=np.diff(before[-(RR_HISTORY_BEATS + 1):]) / fs * 1000))
         offered_until = end
     return windows
 
@@ -88,7 +90,7 @@ def test_window_outputs_do_not_depend_on_batching(runtime: ModelRuntime, data_ro
 
     def fresh() -> ModelRuntime:
         return ModelRuntime(runtime.beat_model, runtime.rhythm_model, runtime.vf_model,
-                            runtime.beat_meta, runtime.rhythm_meta)
+                            runtime.beat_meta, runtime.rhythm_meta, runtime.sveb_model)
 
     windows = _record_windows("203", ecg, r, start_s=0.0, hops=120)
     one_at_a_time = fresh()
@@ -98,6 +100,39 @@ def test_window_outputs_do_not_depend_on_batching(runtime: ModelRuntime, data_ro
     for a, b in zip(single, batched, strict=True):
         assert (a.beat_counts, a.v_run_length, a.v_run_rate_bpm) == (b.beat_counts, b.v_run_length, b.v_run_rate_bpm)
         assert a.rhythm == b.rhythm and a.vf_seconds == b.vf_seconds
+
+
+def test_runtime_calls_real_atrial_premature_beats_s(runtime: ModelRuntime, data_root: Path) -> None:
+    """analyse() on consecutive windows of record 220 (atrial premature beats in sinus
+    rhythm), with the monitor's RR history: the S expert, fed the windows' rhythm
+    probabilities, calls the S beats S and the normal ones N (in-sample for the expert,
+    which was fitted on all 26 records: this checks the streaming path, not generalisation)."""
+    mitdb = data_root / "mitdb"
+    if not (mitdb / "220.hea").exists():
+        pytest.skip("MIT-BIH data not present")
+    ecg, pos, symbols = md.load_mitdb_ecg(mitdb, "220")
+    is_beat = np.array([s in md.AAMI_MAP for s in symbols])
+    r = pos[is_beat]
+    labels = np.array([md.AAMI_MAP[s] for s in np.array(symbols)[is_beat]])
+    windows = _record_windows("220", ecg, r, start_s=0.0, hops=300)  # 10 min
+    rt = ModelRuntime(runtime.beat_model, runtime.rhythm_model, runtime.vf_model,
+                      runtime.beat_meta, runtime.rhythm_meta, runtime.sveb_model)
+    classified: dict[float, str] = {}  # the runtime keeps one window of history: read per hop
+    for w in windows:
+        rt.analyse([w])
+        mem = rt._memory("220")
+        classified.update(zip(mem.times.tolist(), mem.classes, strict=True))
+    times = np.array(sorted(classified))
+    classes = np.array([classified[t] for t in times])
+    ref_ms = r / pp.ECG_FS * 1000
+    nearest = np.clip(np.searchsorted(times, ref_ms), 1, times.size - 1)
+    nearest = np.where(np.abs(times[nearest - 1] - ref_ms) < np.abs(times[nearest] - ref_ms),
+                       nearest - 1, nearest)
+    got = np.where(np.abs(times[nearest] - ref_ms) <= 40, classes[nearest], "")
+    s_beats, n_beats = (got != "") & (labels == "S"), (got != "") & (labels == "N")
+    assert s_beats.sum() >= 20 and n_beats.sum() >= 500
+    assert (got[s_beats] == "S").mean() >= 0.8
+    assert (got[n_beats] == "S").mean() <= 0.01
 
 
 def test_classifies_real_cinc2017_recordings(runtime: ModelRuntime, data_root: Path) -> None:
