@@ -36,7 +36,8 @@ def _pct(x: float) -> float | None:
 def beat_metrics(y_true: np.ndarray, y_pred: np.ndarray, records: np.ndarray,
                  n_boot: int = 1000, seed: int = 0,
                  classes: Sequence[str] = ("N", "S", "V", "F")) -> dict:
-    """Se/PPV (percent) per AAMI class, accuracy, and 95 % bootstrap CIs over records."""
+    """Se/PPV (percent) per AAMI class, accuracy, and 95 % bootstrap CIs over records
+    (``n_boot=0``: no resampling, the CIs are None)."""
     k = len(BEAT_CLASSES)
     cm = confusion(y_true, y_pred, k)
     se, ppv = se_ppv(cm)
@@ -49,7 +50,7 @@ def beat_metrics(y_true: np.ndarray, y_pred: np.ndarray, records: np.ndarray,
         s, p = se_ppv(per_rec[pick].sum(axis=0))
         boot_se.append(s)
         boot_ppv.append(p)
-    bs, bp = np.array(boot_se), np.array(boot_ppv)
+    bs, bp = np.array(boot_se).reshape(-1, k), np.array(boot_ppv).reshape(-1, k)
     out: dict = {}
     for name in classes:
         i = BEAT_CLASSES.index(name)

@@ -56,6 +56,11 @@ store = RedisAlertStore(redis.Redis.from_url(settings.redis_url), prefix=setting
 _clock: dict[str, tuple[int, float]] = {}
 
 
+def start_clock(patient_id: str, t_ms: int) -> None:
+    """Tick ``patient_id`` from event time ``t_ms``, reached now."""
+    _clock[patient_id] = (t_ms, time.monotonic())
+
+
 def event_now_ms(patient_id: str) -> int | None:
     seen = _clock.get(patient_id)
     if seen is None:
@@ -77,7 +82,7 @@ def apply_input(state: PatientAlertState, topic: str, value: bytes) -> tuple[Pat
         worker_stats.findings_in += 1
         newest = _clock.get(finding.patient_id)
         if newest is None or finding.t_ms >= newest[0]:
-            _clock[finding.patient_id] = (finding.t_ms, time.monotonic())
+            start_clock(finding.patient_id, finding.t_ms)
         return process_finding(state, finding, alert_config)
     obj = json.loads(value)
     if isinstance(obj, dict) and "tick" in obj:
@@ -145,7 +150,7 @@ async def handle(tp: TP, offset: int, key: bytes | None, value: bytes) -> None:
     elif patient_id not in _clock and new_state.last_t_ms is not None:
         # Off the clock but awaiting time again (e.g. its device_silent alert was snoozed):
         # ticked from now on, as after an assignment (clock_patients_from_table).
-        _clock[patient_id] = (new_state.last_t_ms, time.monotonic())
+        start_clock(patient_id, new_state.last_t_ms)
 
 
 async def _apply_with_retry(emissions: list, attempts: int = 30) -> None:
@@ -187,7 +192,7 @@ def clock_patients_from_table() -> int:
         _table_values_seen[key] = saved
         state = PatientAlertState.from_json(saved)
         if state.awaits_time() and state.last_t_ms is not None:
-            _clock[patient_id] = (state.last_t_ms, time.monotonic())
+            start_clock(patient_id, state.last_t_ms)
             added += 1
     return added
 

@@ -206,7 +206,7 @@ def eval_beats(
         cnn_pred = cnn_probs.argmax(axis=1)
         y_pred = runtime.beat_labels(cnn_probs, feats)
     m = beat_metrics(beats.labels, y_pred, beats.records)
-    cnn_only = beat_metrics(beats.labels, cnn_pred, beats.records)
+    cnn_only = beat_metrics(beats.labels, cnn_pred, beats.records, n_boot=0)  # Se/PPV only
     out = {"records": len(recs), "beats": int(beats.labels.size), "classes": m["classes"],
            "accuracy": m["accuracy"], "model_version": runtime.model_version,
            "mode": f"cv{cv_folds}" if cv else "shipped-weights",
