@@ -41,7 +41,9 @@ class ConsumerProgress:
         a forward jump is a lost message, not a gap in the log. Faust 0.15 can do this
         right after an assignment: records fetched before its seek to the committed offsets
         land after it, it registers the offsets in between as a "gap" (committed as
-        processed) and drops them when they are fetched again."""
+        processed) and drops them when they are fetched again. The first message after an
+        assignment is checked against the partition's start offset when it is known
+        (:meth:`starts_at`); otherwise it starts wherever the group committed."""
         expected = self.expected.get(partition)
         self.expected[partition] = max(offset + 1, expected or 0)
         if expected is None or offset <= expected:
@@ -55,8 +57,10 @@ class ConsumerProgress:
 
     def starts_at(self, partition: Hashable, offset: int) -> None:
         """Reading of ``partition`` starts at ``offset`` in this assignment (see
-        :meth:`unread_before`)."""
+        :meth:`unread_before`), so its first message is expected there too
+        (:meth:`skipped_before`): the skip after an assignment can hit that very message."""
         self.start_offset[partition] = offset
+        self.expected.setdefault(partition, offset)
 
     def advance(self, partition: Hashable, offset: int, produced_s: float | None = None) -> None:
         """A message at ``offset`` (produced at ``produced_s``, epoch seconds) was processed

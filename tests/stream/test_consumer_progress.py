@@ -122,3 +122,21 @@ def test_a_forward_jump_in_offsets_is_reported_as_skipped_messages() -> None:
     assert not progress.skipped_before(ECG, 500)
     assert list(progress.skipped_before(PPG, 7)) == []
     assert list(progress.skipped_before(PPG, 10)) == [8, 9]
+
+
+def test_the_first_message_after_an_assignment_is_checked_against_the_start_offset() -> None:
+    """A worker that knows where reading starts (the group's committed offset) notices a
+    skip of the very first messages, which the offsets alone cannot show: a lost first
+    message would only surface as a gap in the first window. A start learnt after messages
+    were read changes nothing."""
+    progress = ConsumerProgress()
+    progress.starts_at(ECG, 100)
+    assert list(progress.skipped_before(ECG, 102)) == [100, 101]
+    assert not progress.skipped_before(ECG, 103)
+    progress.starts_at(PPG, 50)
+    assert not progress.skipped_before(PPG, 50)
+    assert not progress.skipped_before(PPG, 51)
+    progress.new_assignment()
+    assert not progress.skipped_before(ECG, 90)  # read before its start was learnt
+    progress.starts_at(ECG, 80)
+    assert not progress.skipped_before(ECG, 91)
