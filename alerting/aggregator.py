@@ -5,6 +5,8 @@ state is never mutated:
 
 * :func:`process_finding` -- one :class:`~stream.findings.VitalsFinding` (event time ``t_ms``);
 * :func:`process_action` -- an acknowledgement or snooze from the care team;
+* :func:`process_device_alarm` -- an alarm the bedside monitor raised itself, confirmed or
+  suppressed against the pipeline's measurements (:mod:`alerting.verification`);
 * :func:`process_tick` -- time passing without findings (escalation, snooze expiry,
   ``device_silent``). ``now_ms`` must be on the findings' clock (event time): in the worker,
   the largest ``t_ms`` seen on the partition (a watermark), so a replay at any speed
@@ -34,7 +36,8 @@ and changes nothing (counted in ``duplicates``).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
+from functools import cache
 from typing import Any
 
 from alerting.actions import ActionKind, CareAction
@@ -58,10 +61,23 @@ from alerting.episode import (
     raise_episode,
     transition,
 )
+from alerting.verification import (
+    DECIDED_KEEP,
+    VERIFY_KEEP_S,
+    VERIFY_TIMEOUT_S,
+    DeviceAlarmDecision,
+    Mark,
+    Verdict,
+    WindowCheck,
+    judge_alarm,
+)
+from stream.device_alarm import VERIFIABLE_ALARM_TYPES, DeviceAlarm
 from stream.findings import AbpFindings, EcgFindings, PpgFindings, VitalsFinding
 
 DEFAULT_CONFIG = AlertConfig()
 T = AlertType
+# What the aggregator hands the store: alert changes, and the decisions on bedside alarms.
+Emission = AlertEmission | DeviceAlarmDecision
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +125,13 @@ class PatientAlertState:
     contradicted: dict[str, int] = field(default_factory=dict)  # by the other signal or the rhythm
     gated: dict[str, int] = field(default_factory=dict)  # by poor signal quality
     duplicates: int = 0
+    # Bedside-monitor alarms (alerting/verification.py): the recent windows judged against
+    # them, the alarms waiting for the findings that cover them, the ids already decided
+    # (idempotence), and how many were confirmed / suppressed / unverifiable.
+    checks: tuple[WindowCheck, ...] = ()
+    pending_alarms: tuple[DeviceAlarm, ...] = ()
+    decided_alarms: tuple[str, ...] = ()
+    device_alarms: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def new(cls, patient_id: str) -> PatientAlertState:
@@ -122,6 +145,8 @@ class PatientAlertState:
         from that may fall silent, or an open alert that may escalate, end a snooze or
         resolve. Not a departed device whose only open alert is its unsnoozed
         ``device_silent``, so a worker need not tick every patient it ever saw."""
+        if self.pending_alarms:
+            return True  # decided by a tick if no finding reaches them
         if self.last_t_ms is None:
             return False
         silent = self.episodes.get(T.DEVICE_SILENT.value)
@@ -137,10 +162,15 @@ class PatientAlertState:
             out["tracks"] = {t: [tr.history, list(tr.met_ms), tr.clear_run]
                              for t, tr in self.tracks.items()}
         for name in ("raise_log", "budget_level", "budget_changed_ms", "last_trend_ms",
-                     "last_trend_message", "held_back", "contradicted", "gated", "duplicates"):
+                     "last_trend_message", "held_back", "contradicted", "gated", "duplicates",
+                     "decided_alarms", "device_alarms"):
             value = getattr(self, name)
             if value:
                 out[name] = list(value) if isinstance(value, tuple) else value
+        if self.checks:
+            out["checks"] = [c.to_list() for c in self.checks]
+        if self.pending_alarms:
+            out["pending_alarms"] = [asdict(a) for a in self.pending_alarms]
         return out
 
     def to_json(self) -> bytes:
@@ -167,6 +197,10 @@ class PatientAlertState:
             contradicted=dict(obj.get("contradicted", {})),
             gated=dict(obj.get("gated", {})),
             duplicates=obj.get("duplicates", 0),
+            checks=tuple(WindowCheck.from_list(c) for c in obj.get("checks", ())),
+            pending_alarms=tuple(DeviceAlarm.from_dict(a) for a in obj.get("pending_alarms", ())),
+            decided_alarms=tuple(obj.get("decided_alarms", ())),
+            device_alarms=dict(obj.get("device_alarms", {})),
         )
 
 
@@ -654,6 +688,13 @@ def _assess(alert_type: AlertType, f: VitalsFinding, s: TypeSettings, level: int
     return UNKNOWN  # device_silent: decided by process_tick
 
 
+@cache
+def _confirm_settings(s: TypeSettings) -> TypeSettings:
+    """The type's settings with its confirm bound as the threshold (cached: settings are
+    immutable, and every finding is checked against five types)."""
+    return s if s.confirm_threshold is None else replace(s, threshold=s.confirm_threshold)
+
+
 # ---------------------------------------------------------------------- the machine
 
 
@@ -670,7 +711,11 @@ class _Run:
                          for name in ("held_back", "contradicted", "gated")}
         self.budget_level = state.budget_level
         self.budget_changed_ms = state.budget_changed_ms
-        self.emissions: list[AlertEmission] = []
+        self.checks = list(state.checks)
+        self.pending = list(state.pending_alarms)
+        self.decided = list(state.decided_alarms)
+        self.device_alarms = dict(state.device_alarms)
+        self.emissions: list[Emission] = []
 
     def bump(self, counter: str, alert_type: str) -> None:
         c = self.counters[counter]
@@ -740,17 +785,88 @@ class _Run:
                 done, emissions = transition(new, Resolve(at, message), now_ms)
                 self.apply(alert_type, done, emissions)
 
-    def result(self, **changes: Any) -> tuple[PatientAlertState, list[AlertEmission]]:
+    # ------------------------------------------------------------- bedside alarms
+
+    def check_window(self, f: VitalsFinding, state: PatientAlertState) -> None:
+        """Judge this window once against every verifiable alarm type, at the confirm
+        bounds, and keep it for alarms that arrive later (see alerting/verification.py)."""
+        marks, values = [], []
+        for name in VERIFIABLE_ALARM_TYPES:
+            alert_type = AlertType(name)
+            a = _assess(alert_type, f, _confirm_settings(self.config.settings(alert_type)), 0, state)
+            if a.met is None:
+                mark = Mark.GATED if a.gated else Mark.UNKNOWN
+            elif a.met:
+                mark = Mark.MET
+            else:
+                mark = Mark.CONTRADICTED if a.contradicted else Mark.NOT_MET
+            marks.append(mark.value)
+            values.append(a.value)
+        self.checks.append(WindowCheck(f.t_ms, "".join(marks), tuple(values)))
+        oldest = f.t_ms - round(VERIFY_KEEP_S * 1000)
+        self.checks = [c for c in self.checks if c.t_ms >= oldest]
+
+    def decide_due(self, newest_ms: int | None, timeout_at_ms: int | None = None) -> None:
+        """Decide the pending alarms that a window now covers (``newest_ms``: the newest
+        finding's end), or, on a tick, those past ``VERIFY_TIMEOUT_S`` without one."""
+        waiting = []
+        timeout_ms = round(VERIFY_TIMEOUT_S * 1000)
+        for alarm in self.pending:
+            covering = [c.t_ms for c in self.checks if c.t_ms >= alarm.t_ms]
+            if covering:
+                self.decide(alarm, min(covering))
+            elif newest_ms is not None and newest_ms >= alarm.t_ms:
+                self.decide(alarm, newest_ms)  # its windows were pruned: decided on what is left
+            elif timeout_at_ms is not None and timeout_at_ms - alarm.t_ms >= timeout_ms:
+                self.decide(alarm, alarm.t_ms + timeout_ms)  # deterministic, not the tick time
+            else:
+                waiting.append(alarm)
+        self.pending = waiting
+
+    def decide(self, alarm: DeviceAlarm, decide_ms: int) -> None:
+        kind = AlertType(alarm.alarm_type)
+        s = self.config.settings(kind)
+        bound = s.confirm_threshold if s.confirm_threshold is not None else s.threshold
+        assert bound is not None
+        ep = self.episodes.get(kind.value)
+        j = judge_alarm(alarm, self.checks, decide_ms=decide_ms, confirm_bound=bound,
+                        windows_needed=s.persistence_k)
+        label = f"bedside monitor {alarm.label or kind.value} alarm"
+        alert_id: str | None = None
+        if j.verdict is Verdict.CONFIRMED:
+            message = f"{label} confirmed: {j.reason}"
+            if ep is None:
+                self.raise_alert(kind, alarm.t_ms, decide_ms, j.value, message, False)
+            elif not ep.condition_active:  # latched after an earlier event: it recurred
+                obs = Observed(decide_ms, j.value, message, CATALOGUE[kind].priority.value)
+                new, ems = transition(ep, obs, decide_ms, update_min_change=self.config.update_min_change,
+                                      lower_is_worse=kind is T.EXTREME_BRADY)
+                self.apply(kind.value, new, ems)
+            alert_id = self.episodes[kind.value].alert_id
+        elif j.verdict is Verdict.UNVERIFIABLE:
+            if T.POOR_SIGNAL.value not in self.episodes:
+                self.raise_alert(T.POOR_SIGNAL, alarm.t_ms, decide_ms, None,
+                                 f"poor signal: {label} not verifiable: {j.reason} - check the sensors",
+                                 False)
+            alert_id = self.episodes[T.POOR_SIGNAL.value].alert_id
+        self.emissions.append(DeviceAlarmDecision(alarm, j.verdict, decide_ms, j.reason, j.value,
+                                                  j.windows_judged, alert_id))
+        self.decided = [*self.decided, alarm.alarm_id][-DECIDED_KEEP:]
+        self.device_alarms[j.verdict.value] = self.device_alarms.get(j.verdict.value, 0) + 1
+
+    def result(self, **changes: Any) -> tuple[PatientAlertState, list[Emission]]:
         state = replace(
             self.state, episodes=self.episodes, tracks=self.tracks,
             raise_log=tuple(self.raise_log), budget_level=self.budget_level,
-            budget_changed_ms=self.budget_changed_ms, **self.counters, **changes)
+            budget_changed_ms=self.budget_changed_ms, checks=tuple(self.checks),
+            pending_alarms=tuple(self.pending), decided_alarms=tuple(self.decided),
+            device_alarms=self.device_alarms, **self.counters, **changes)
         return state, self.emissions
 
 
 def process_finding(
     state: PatientAlertState, finding: VitalsFinding, config: AlertConfig = DEFAULT_CONFIG
-) -> tuple[PatientAlertState, list[AlertEmission]]:
+) -> tuple[PatientAlertState, list[Emission]]:
     """Feed one finding. Returns the new state and the emissions to write, in order.
 
     A finding not newer than the last one processed (a Kafka redelivery, or a replay of
@@ -837,6 +953,9 @@ def process_finding(
 
     run.update_budget(now)
     run.tick_episodes(now)
+    run.check_window(finding, state)
+    if run.pending:
+        run.decide_due(now)
     return run.result(last_t_ms=now, **trend_changes)
 
 
@@ -847,7 +966,7 @@ def _normal_text(alert_type: AlertType, a: Assessment) -> str:
 
 def process_action(
     state: PatientAlertState, action: CareAction, now_ms: int
-) -> tuple[PatientAlertState, list[AlertEmission]]:
+) -> tuple[PatientAlertState, list[Emission]]:
     """Apply an acknowledgement or snooze to the matching open episode (by alert id).
 
     Unknown or already-resolved alert ids and repeated actions change nothing. ``now_ms``
@@ -878,7 +997,7 @@ def process_action(
 
 def process_tick(
     state: PatientAlertState, now_ms: int, config: AlertConfig = DEFAULT_CONFIG
-) -> tuple[PatientAlertState, list[AlertEmission]]:
+) -> tuple[PatientAlertState, list[Emission]]:
     """Time passed without a finding: escalate unacknowledged alerts, end expired snoozes,
     and raise ``device_silent`` once no finding arrived for ``device_silent_after_s``.
 
@@ -895,6 +1014,26 @@ def process_tick(
         message = f"device silent: no data for {cfg.device_silent_after_s:.0f} s"
         run.raise_alert(T.DEVICE_SILENT, state.last_t_ms, raised, None, message, False)
     run.tick_episodes(now_ms)
+    if run.pending:
+        run.decide_due(None, timeout_at_ms=now_ms)
     if not run.emissions:
         return state, []
+    return run.result()
+
+
+def process_device_alarm(
+    state: PatientAlertState, alarm: DeviceAlarm, config: AlertConfig = DEFAULT_CONFIG
+) -> tuple[PatientAlertState, list[Emission]]:
+    """Take an alarm the bedside monitor raised. It is decided (confirmed, suppressed or
+    unverifiable, with a :class:`DeviceAlarmDecision` among the emissions) as soon as a
+    finding covers its instant: now, if the findings are already past it, else by the
+    finding that gets there, or by a tick after ``VERIFY_TIMEOUT_S``. A redelivered alarm
+    changes nothing but the ``duplicates`` counter."""
+    if alarm.patient_id != state.patient_id:
+        raise ValueError(f"device alarm for {alarm.patient_id!r} fed to {state.patient_id!r}'s state")
+    if alarm.alarm_id in state.decided_alarms or alarm in state.pending_alarms:
+        return replace(state, duplicates=state.duplicates + 1), []
+    run = _Run(state, config.for_patient(state.patient_id))
+    run.pending.append(alarm)
+    run.decide_due(state.last_t_ms)
     return run.result()

@@ -13,6 +13,10 @@ Key layout (``P`` = prefix, e.g. ``vs``; alerting/README.md has the full table):
 * ``P:patient:<pid>:alerts``      zset of the patient's alert ids by raised_ms
 * ``P:patient:<pid>:open``        hash alert type -> open alert id
 * channel ``P:alerts:live``       pub/sub notification per applied change
+* ``P:device-alarm:<alarm id>``   hash, one bedside-monitor alarm and what became of it
+  (confirmed / suppressed / unverifiable, why, the alert that carries it)
+* ``P:device-alarms``             stream of those decisions (audit of what was suppressed), MAXLEN ~
+* ``P:patient:<pid>:device-alarms`` zset of the patient's decided alarm ids by alarm time
 
 Why it is exactly-once: every emission id is deterministic (:mod:`alerting.episode`);
 the script checks and records it in the same atomic step as the write. Replaying the
@@ -42,6 +46,7 @@ import redis
 
 from alerting.actions import CareAction
 from alerting.episode import AlertEmission, EmissionEvent, EpisodeState
+from alerting.verification import DeviceAlarmDecision
 
 DEFAULT_STREAM_MAXLEN = 100_000
 DEFAULT_RESOLVED_TTL_S = 7 * 24 * 3600
@@ -190,6 +195,26 @@ end
 redis.call('PUBLISH', p .. ':alerts:live', cjson.encode({
   alert_id = id, event = event, state = state, patient_id = pid, type = atype,
   priority = redis.call('HGET', key, 'priority'), message = redis.call('HGET', key, 'message')}))
+return 1
+"""
+
+
+# One bedside alarm's decision: written once (the hash is the idempotence record), with its
+# stream entry and index, in one atomic step. Confirmed alarms reach the care team as the
+# alert named in alert_id, through _APPLY_LUA like any other alert.
+_DECISION_LUA = r"""
+local p = ARGV[1]
+local d = cjson.decode(ARGV[2])
+local key = p .. ':device-alarm:' .. d.alarm_id
+if redis.call('EXISTS', key) == 1 then return 0 end
+local f = {}
+for k, v in pairs(d) do f[#f + 1] = k; f[#f + 1] = v end
+redis.call('HSET', key, unpack(f))
+redis.call('EXPIRE', key, tonumber(ARGV[4]))
+redis.call('XADD', p .. ':device-alarms', 'MAXLEN', '~', ARGV[3], '*', unpack(f))
+local idx = p .. ':patient:' .. d.patient_id .. ':device-alarms'
+redis.call('ZADD', idx, d.t_ms, d.alarm_id)
+redis.call('EXPIRE', idx, tonumber(ARGV[4]))
 return 1
 """
 
@@ -345,6 +370,7 @@ class RedisAlertStore:
         self.resolved_ttl_s = resolved_ttl_s
         self.max_snooze_minutes = max_snooze_minutes
         self._apply_script = client.register_script(_APPLY_LUA)
+        self._decision_script = client.register_script(_DECISION_LUA)
 
     # ----------------------------------------------------------------- key names
 
@@ -361,14 +387,19 @@ class RedisAlertStore:
 
     # --------------------------------------------------------------------- writes
 
-    def apply(self, emissions: Sequence[AlertEmission]) -> int:
+    def apply(self, emissions: Sequence[AlertEmission | DeviceAlarmDecision]) -> int:
         """Write emissions in order, each as one atomic script call, pipelined into one
         round trip. Returns how many changed something (already-applied ones: 0)."""
         if not emissions:
             return 0
         pipe = self.client.pipeline(transaction=False)
         for emission in emissions:
-            self._run(emission, partial=False, client=pipe)
+            if isinstance(emission, DeviceAlarmDecision):
+                fields = {k: "" if v is None else str(v) for k, v in emission.to_dict().items()}
+                self._decision_script(keys=[], args=[self.prefix, json.dumps(fields), self.stream_maxlen,
+                                                     self.resolved_ttl_s], client=pipe)
+            else:
+                self._run(emission, partial=False, client=pipe)
         return sum(1 for r in pipe.execute() if int(r) == 1)
 
     def _run(self, emission: AlertEmission, *, partial: bool, client: Any = None) -> Any:
@@ -466,6 +497,19 @@ class RedisAlertStore:
         if expired:
             self.client.zrem(index, *expired)
         return alerts
+
+    def device_alarms(self, patient_id: str | None = None, limit: int = 1000) -> list[dict[str, str]]:
+        """Decided bedside-monitor alarms, oldest first: one patient's (by alarm time), or
+        the newest ``limit`` of all (the decisions stream)."""
+        if patient_id is not None:
+            ids = self.client.zrange(f"{self.prefix}:patient:{patient_id}:device-alarms", -limit, -1)
+            pipe = self.client.pipeline(transaction=False)
+            for alarm_id in ids:
+                name = alarm_id.decode() if isinstance(alarm_id, bytes) else alarm_id
+                pipe.hgetall(f"{self.prefix}:device-alarm:{name}")
+            return [_decode(h) for h in pipe.execute() if h]
+        entries = self.client.xrevrange(f"{self.prefix}:device-alarms", count=limit)
+        return [_decode(fields) for _, fields in reversed(entries)]
 
     def history(self, alert_id: str) -> list[AuditEntry]:
         key = self.alert_key(self._resolve_alias(alert_id)) + ":audit"

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import faust
 
+from stream.device_alarm import DEVICE_ALARMS_TOPIC
 from stream.services import ACTIONS_TOPIC, DEADLETTER_TOPIC, FINDINGS_TOPIC, VITALS_TOPICS
 from stream.settings import Settings
 
@@ -51,7 +52,7 @@ app = faust.App(
 vitals_topic = app.topic(*VITALS_TOPICS, partitions=settings.partitions)
 findings_topic = app.topic(FINDINGS_TOPIC, partitions=settings.partitions)
 actions_topic = app.topic(ACTIONS_TOPIC, partitions=settings.partitions)
-alert_input_topic = app.topic(FINDINGS_TOPIC, ACTIONS_TOPIC, partitions=settings.partitions)
+alert_input_topic = app.topic(FINDINGS_TOPIC, ACTIONS_TOPIC, DEVICE_ALARMS_TOPIC, partitions=settings.partitions)
 deadletter_topic = app.topic(DEADLETTER_TOPIC, partitions=settings.partitions)
 
 

@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from stream.device_alarm import DEVICE_ALARMS_TOPIC, DeviceAlarm
 from stream.schema import (
     InvalidChunk,
     SampleChunk,
@@ -321,6 +322,21 @@ class GatewayPublisher:
         for chunk in chunks:
             await self.publish(chunk)
 
+    async def publish_device_alarm(self, alarm: DeviceAlarm) -> None:
+        """Forward one alarm the bedside monitor raised; returns once the broker has it.
+        Rare and urgent, so sent on its own and confirmed, with the same retries as chunks."""
+        if self._producer is None:
+            raise RuntimeError("GatewayPublisher.start() was not called")
+        for attempt in range(self.retries + 1):
+            try:
+                await self._producer.send_and_wait(DEVICE_ALARMS_TOPIC, value=alarm.to_json(),
+                                                   key=alarm.patient_id.encode())
+                return
+            except Exception as exc:
+                if attempt >= self.retries or not _retriable(exc):
+                    raise PublishError(f"device alarm {alarm.alarm_id} not delivered: {exc}") from exc
+                await asyncio.sleep(self.retry_backoff_s * 2**attempt)
+
     async def _send(self, chunk: SampleChunk, value: bytes, attempt: int) -> None:
         while True:
             try:
@@ -517,3 +533,13 @@ def aligned_now_ms(step_ms: int = 1000) -> int:
 
 def chunk_count(n_samples: int, fs: float, chunk_s: float = 1.0) -> int:
     return math.ceil(n_samples / max(1, round(chunk_s * fs)))
+
+
+async def publish_device_alarms(bootstrap_servers: str, alarms: Sequence[DeviceAlarm]) -> int:
+    """Forward bedside-monitor alarms (replay, tools); returns how many were delivered."""
+    if not alarms:
+        return 0
+    async with GatewayPublisher(bootstrap_servers) as publisher:
+        for alarm in alarms:
+            await publisher.publish_device_alarm(alarm)
+    return len(alarms)

@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from stream.device_alarm import DEVICE_ALARMS_TOPIC
 from stream.schema import Signal
 
 VITALS_TOPICS = tuple(s.topic for s in Signal)
@@ -303,7 +304,7 @@ def create_topics(bootstrap: str, partitions: int, replication_factor: int = 1) 
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import TopicAlreadyExistsError
 
-    names = [*VITALS_TOPICS, FINDINGS_TOPIC, DEADLETTER_TOPIC, ACTIONS_TOPIC]
+    names = [*VITALS_TOPICS, FINDINGS_TOPIC, DEADLETTER_TOPIC, ACTIONS_TOPIC, DEVICE_ALARMS_TOPIC]
 
     async def run() -> list[str]:
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)

@@ -12,6 +12,7 @@ class WorkerStats:
     findings_in: int = 0
     emissions: int = 0
     actions: int = 0
+    device_alarms: int = 0  # bedside-monitor alarms read (each decided once)
     dead_letters: Counter[str] = field(default_factory=Counter)
     bad_findings: int = 0
     # Idle flushes held back because more of the patient's data already waited in Kafka
@@ -38,6 +39,7 @@ class WorkerStats:
             "findings_in": self.findings_in,
             "alert_emissions": self.emissions,
             "care_actions": self.actions,
+            "device_alarms": self.device_alarms,
             "dead_letters": dict(self.dead_letters),
             "bad_findings": self.bad_findings,
             "idle_flushes_held": self.idle_flushes_held,

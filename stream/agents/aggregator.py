@@ -25,7 +25,14 @@ from aiokafka.partitioner import murmur2
 from faust.types import TP
 
 from alerting.actions import CareAction
-from alerting.aggregator import PatientAlertState, process_action, process_finding, process_tick
+from alerting.aggregator import (
+    Emission,
+    PatientAlertState,
+    process_action,
+    process_device_alarm,
+    process_finding,
+    process_tick,
+)
 from alerting.catalogue import AlertConfig
 from alerting.store import RedisAlertStore
 from stream.agents.recovery import recover_skipped
@@ -39,6 +46,7 @@ from stream.app import (
 )
 from stream.consumer_progress import ConsumerProgress
 from stream.deadletter import DeadLetter
+from stream.device_alarm import DEVICE_ALARMS_TOPIC, DeviceAlarm
 from stream.findings import VitalsFinding
 from stream.services import FINDINGS_TOPIC
 from stream.stats import worker_stats
@@ -73,8 +81,14 @@ def encode_tick(patient_id: str, now_ms: int) -> bytes:
     return json.dumps({"tick": now_ms, "patient_id": patient_id}).encode()
 
 
-def apply_input(state: PatientAlertState, topic: str, value: bytes) -> tuple[PatientAlertState, list]:
+def apply_input(state: PatientAlertState, topic: str, value: bytes) -> tuple[PatientAlertState, list[Emission]]:
     """Route one message to the state machine; raises ValueError for input it cannot use."""
+    if topic == DEVICE_ALARMS_TOPIC:
+        alarm = DeviceAlarm.from_json(value)  # InvalidDeviceAlarm is a ValueError
+        if alarm.patient_id != state.patient_id:
+            raise ValueError(f"device alarm for {alarm.patient_id!r} keyed as {state.patient_id!r}")
+        worker_stats.device_alarms += 1
+        return process_device_alarm(state, alarm, alert_config)
     if topic == FINDINGS_TOPIC:
         finding = VitalsFinding.from_json(value)
         if finding.patient_id != state.patient_id:
@@ -153,7 +167,7 @@ async def handle(tp: TP, offset: int, key: bytes | None, value: bytes) -> None:
         start_clock(patient_id, new_state.last_t_ms)
 
 
-async def _apply_with_retry(emissions: list, attempts: int = 30) -> None:
+async def _apply_with_retry(emissions: list[Emission], attempts: int = 30) -> None:
     for attempt in range(attempts):
         try:
             await asyncio.to_thread(store.apply, emissions)

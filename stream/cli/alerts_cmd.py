@@ -244,3 +244,36 @@ def history(
                       _styled(e.state, STATE_STYLE.get(e.state)), escape(e.by or ""),
                       "" if e.value is None else f"{e.value:g}", escape(e.detail))
     out.print(table)
+
+
+VERDICT_STYLE = {"confirmed": "bold red", "suppressed": "dim", "unverifiable": "cyan"}
+
+
+@app.command("device-alarms")
+def device_alarms(
+    patient: str = typer.Option(None, "--patient", help="Only this patient."),
+    verdict: str = typer.Option(None, "--verdict", help="Only confirmed, suppressed or unverifiable."),
+    limit: int = typer.Option(200, "--limit", help="At most this many, newest."),
+    as_json: bool = typer.Option(False, "--json", help="JSON array."),
+) -> None:
+    """The bedside monitors' own alarms and what the aggregator made of them: confirmed
+    (raised as the alert shown), suppressed (why) or unverifiable (a technical alert)."""
+    store, _ = _store()
+    rows = [d for d in store.device_alarms(patient, limit) if verdict is None or d.get("verdict") == verdict]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        out.print("no device alarms")
+        return
+    table = Table()
+    for col in ("alarm time", "patient", "alarm", "verdict"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("reason", overflow="fold", ratio=1)
+    table.add_column("alert", no_wrap=True)
+    for d in rows:
+        label = d.get("label") or d.get("alarm_type", "")
+        table.add_row(_time(int(d["t_ms"])), escape(d.get("patient_id", "")), escape(label),
+                      _styled(d.get("verdict", ""), VERDICT_STYLE.get(d.get("verdict", ""))),
+                      escape(d.get("reason", "")), d.get("alert_id", ""))
+    out.print(table)

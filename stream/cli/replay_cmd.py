@@ -141,6 +141,13 @@ def validate(
         ),
     ] = False,
     jobs: Annotated[int | None, typer.Option(help="Processes for --in-process (default: CPU count).")] = None,
+    device_alarms: Annotated[
+        bool,
+        typer.Option(
+            help="Replay the bedside monitors' own alarms (CinC 2015) for the aggregator to confirm or suppress; "
+            "--no-device-alarms scores the pipeline's own detection alone.",
+        ),
+    ] = True,
 ) -> None:
     """Replay a suite through the real pipeline, score the alerts, write a report."""
     from stream.replay.validation import SUITES, run_validation
@@ -170,7 +177,8 @@ def validate(
 
         try:
             metrics = run_validation(
-                suite, data_dir, out, records, progress=progress, in_process=in_process, jobs=jobs
+                suite, data_dir, out, records, progress=progress, in_process=in_process, jobs=jobs,
+                device_alarms=device_alarms,
             )
         except (ServiceError, FileNotFoundError, ValueError) as exc:
             err.print(f"[red]{exc}[/]")

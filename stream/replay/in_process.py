@@ -27,15 +27,18 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from alerting.verification import VERIFY_TIMEOUT_S, DeviceAlarmDecision
+from stream.device_alarm import DeviceAlarm
 from stream.replay import scoring
 from stream.replay.records import Recording
-from stream.replay.replayer import ReplayStats, prepare_replay
+from stream.replay.replayer import ReplayStats, prepare_replay, record_device_alarms
 from stream.schema import SampleChunk
 
 
 @dataclass(frozen=True)
 class _Job:
     patients: tuple[tuple[str, tuple[SampleChunk, ...]], ...]  # (patient id, its chunks)
+    alarms: dict[str, tuple[DeviceAlarm, ...]]  # the bedside monitor's alarms per patient
     window_s: float
     hop_s: float
     alert_config_json: str
@@ -44,14 +47,14 @@ class _Job:
 _runtime: Any = None  # one ModelRuntime per worker process, loaded by its first job
 
 
-def _run_job(job: _Job) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
+def _run_job(job: _Job) -> tuple[dict[str, list[Any]], dict[str, list[Any]], list[DeviceAlarmDecision]]:
     """In a worker process: each record of the job as its own patient. A record is pushed
     whole, so all its windows go through the models in one batch where the agent batches
     per poll; the runtime's per-patient beat memory makes the results independent of that."""
     global _runtime
     import torch
 
-    from alerting.aggregator import PatientAlertState, process_finding
+    from alerting.aggregator import PatientAlertState, process_device_alarm, process_finding, process_tick
     from alerting.catalogue import AlertConfig
     from models.runtime import ModelRuntime
     from stream.pipeline import VitalsPipeline
@@ -64,19 +67,38 @@ def _run_job(job: _Job) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
     pipeline = VitalsPipeline(_runtime, window_s=job.window_s, hop_s=job.hop_s)
     findings: dict[str, list[FindingRecord]] = {}
     emissions: dict[str, list[Any]] = {}
+    decisions: list[DeviceAlarmDecision] = []
     for patient_id, chunks in job.patients:
         state = PatientAlertState.new(patient_id)
         produced = pipeline.process(chunks)
         produced += pipeline.assemble(pipeline.flush(patient_id))
         by_alert: dict[str, list[Any]] = {}
+        # A bedside alarm goes in before the findings that cover its instant, as it reaches a
+        # live worker (the gateway forwards it at once; the findings lag the samples).
+        alarms = sorted(job.alarms.get(patient_id, ()), key=lambda a: a.t_ms)
         for f in produced:
             findings.setdefault(f.patient_id, []).append(FindingRecord.of(f))
+            while alarms and alarms[0].t_ms <= f.t_ms:
+                state, ems = process_device_alarm(state, alarms.pop(0), config)
+                _collect(ems, by_alert, decisions)
             state, ems = process_finding(state, f, config)
-            for em in ems:
-                by_alert.setdefault(em.alert_id, []).append(em)
+            _collect(ems, by_alert, decisions)
+        for alarm in alarms:  # after the last finding: decided by the timeout tick
+            state, ems = process_device_alarm(state, alarm, config)
+            _collect(ems, by_alert, decisions)
+            state, ems = process_tick(state, alarm.t_ms + round(VERIFY_TIMEOUT_S * 1000), config)
+            _collect(ems, by_alert, decisions)
         emissions[patient_id] = list(by_alert.values())
         pipeline.forget(patient_id)
-    return findings, emissions
+    return findings, emissions, decisions
+
+
+def _collect(emissions: Sequence[Any], by_alert: dict[str, list[Any]], decisions: list[DeviceAlarmDecision]) -> None:
+    for em in emissions:
+        if isinstance(em, DeviceAlarmDecision):
+            decisions.append(em)
+        else:
+            by_alert.setdefault(em.alert_id, []).append(em)
 
 
 def run_in_process(
@@ -88,8 +110,11 @@ def run_in_process(
     alert_config: str = "",
     jobs: int | None = None,
     progress: Any = None,
-) -> tuple[dict[str, list[scoring.AlertSpan]], dict[str, list[Any]], ReplayStats]:
-    """Returns (alert spans per patient, findings per patient, replay stats)."""
+    device_alarms: bool = True,
+) -> tuple[dict[str, list[scoring.AlertSpan]], dict[str, list[Any]], ReplayStats, list[DeviceAlarmDecision]]:
+    """Returns (alert spans per patient, findings per patient, replay stats, decisions on the
+    bedside monitors' alarms). ``device_alarms``: replay the alarms the recordings' monitors
+    raised (CinC 2015), as the gateway forwards them."""
     stop_of = {r.patient_id: stop for r, stop in zip(recordings, stops, strict=True)}
     started = time.monotonic()
     # The same chunks the broker route publishes, cut once here.
@@ -105,9 +130,15 @@ def run_in_process(
     # Small jobs keep the progress bar moving and the processes evenly loaded.
     size = max(1, min(8, len(recordings) // (jobs * 4) or 1))
     items = [(pid, tuple(cs)) for pid, cs in per_patient.items()]
-    batches = [_Job(tuple(items[i : i + size]), window_s, hop_s, config_json) for i in range(0, len(items), size)]
+    alarms = {r.patient_id: tuple(record_device_alarms(r, base_ms, stop_of[r.patient_id]))
+              for r in recordings} if device_alarms else {}
+    batches = [
+        _Job(part, {pid: alarms[pid] for pid, _ in part if alarms.get(pid)}, window_s, hop_s, config_json)
+        for part in (tuple(items[i : i + size]) for i in range(0, len(items), size))
+    ]
     alerts: dict[str, list[scoring.AlertSpan]] = {r.patient_id: [] for r in recordings}
     findings: dict[str, list[Any]] = {}
+    decisions: list[DeviceAlarmDecision] = []
     done = 0
     if progress:
         progress("records (in process)", 0, len(recordings))
@@ -115,8 +146,9 @@ def run_in_process(
     with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
         futures = {pool.submit(_run_job, b): len(b.patients) for b in batches}
         for fut in as_completed(futures):
-            job_findings, job_emissions = fut.result()
+            job_findings, job_emissions, job_decisions = fut.result()
             findings.update(job_findings)
+            decisions.extend(job_decisions)
             for pid, per_alert in job_emissions.items():
                 # The last snapshot is the alert as the store keeps it; the sequence is its
                 # audit trail.
@@ -129,4 +161,4 @@ def run_in_process(
             if progress:
                 progress("records (in process)", done, len(recordings))
     stats.wall_s = round(time.monotonic() - started, 3)
-    return alerts, findings, stats
+    return alerts, findings, stats, sorted(decisions, key=lambda d: (d.alarm.patient_id, d.alarm.t_ms))

@@ -27,7 +27,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from stream.device_alarm import DeviceAlarm
 from stream.replay.records import Recording, nan_runs
+from stream.replay.scoring import CHALLENGE2015_ALERT_TYPES
 from stream.schema import MIN_TIMESTAMP_MS, SampleChunk, Signal, make_chunk
 
 DEFAULT_CHUNK_S = 1.0
@@ -113,6 +115,18 @@ def _signal_chunks(
                 x[a:b],
             )
             seq += 1
+
+
+def record_device_alarms(recording: Recording, base_ms: int, end_s: float | None = None) -> list[DeviceAlarm]:
+    """The alarms the record's bedside monitor raised (CinC 2015 ``ALARMS``), as the
+    gateway would forward them, on the replay's clock. Their true/false labels stay in the
+    annotations: the pipeline is not told."""
+    return [
+        DeviceAlarm(recording.patient_id, CHALLENGE2015_ALERT_TYPES[a.alarm_type],
+                    base_ms + round(1000.0 * a.time_s), device_id_for(recording), a.alarm_type)
+        for a in recording.annotations.alarms
+        if a.alarm_type in CHALLENGE2015_ALERT_TYPES and (end_s is None or a.time_s <= end_s)
+    ]
 
 
 def merge_records(chunk_lists: Sequence[list[SampleChunk]]) -> list[SampleChunk]:

@@ -32,9 +32,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stream.device_alarm import DEVICE_ALARMS_TOPIC, DeviceAlarm
 from stream.replay import scoring
 from stream.replay.records import CHALLENGE2015_ALARM_S, Recording, load_suite
-from stream.replay.replayer import ReplayStats, prepare_replay
+from stream.replay.replayer import ReplayStats, prepare_replay, record_device_alarms
 from stream.schema import SampleChunk
 from stream.settings import Settings
 
@@ -115,6 +116,9 @@ class RunOutput:
     base_ms: int
     replay: ReplayStats
     drain: dict[str, Any] = field(default_factory=dict)
+    # What became of the bedside monitors' alarms (CinC 2015), one dict per alarm with the
+    # store's fields (alarm_id, alarm_type, t_ms, verdict, reason, alert_id, ...).
+    device_alarms: list[dict[str, Any]] = field(default_factory=list)
 
 
 def suite_end_s(suite: str) -> Callable[[Recording], float | None]:
@@ -139,6 +143,7 @@ def run_pipeline(
     backlog_s: float = THROTTLE_EVERY_S,
     drain_timeout_s: float = 900.0,
     quiet_s: float = 8.0,
+    device_alarms: bool = True,
 ) -> RunOutput:
     """Everything that touches Kafka, Redis and the worker process."""
     import redis
@@ -151,6 +156,7 @@ def run_pipeline(
     prefix = f"val{run_id}"
     app_id = f"vitalstream-val-{run_id}"
     chunks, stats = prepare_replay(recordings, end_s=end_s)
+    alarms = [a for r in recordings for a in record_device_alarms(r, stats.base_ms, end_s(r))] if device_alarms else []
     env_services = {k: v for k, v in os.environ.items() if k in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL")}
     with embedded_services(work_dir / "services", env=env_services) as endpoints:
         create_topics(endpoints.kafka_bootstrap, settings.partitions)
@@ -176,6 +182,7 @@ def run_pipeline(
                         endpoints.kafka_bootstrap,
                         app_id,
                         chunks,
+                        alarms,
                         stats,
                         store,
                         progress=progress,
@@ -191,6 +198,7 @@ def run_pipeline(
                 drain["worker"] = worker.stats()
                 raw_alerts = store.list_alerts(include_resolved=True)
                 histories = {a.alert_id: store.history(a.alert_id) for a in raw_alerts}
+                decisions = [d for r in recordings for d in store.device_alarms(r.patient_id)]
         finally:
             with contextlib.suppress(Exception):
                 store.delete_prefix()
@@ -202,13 +210,14 @@ def run_pipeline(
             alerts[alert.patient_id].append(scoring.alert_span(alert, stats.base_ms, changes))
     for spans in alerts.values():
         spans.sort(key=lambda a: a.raised_s)
-    return RunOutput(alerts, findings, stats.base_ms, stats, drain)
+    return RunOutput(alerts, findings, stats.base_ms, stats, drain, decisions)
 
 
 async def _replay_and_drain(
     bootstrap: str,
     app_id: str,
     chunks: list[SampleChunk],
+    alarms: Sequence[DeviceAlarm],
     stats: ReplayStats,
     store: Any,
     *,
@@ -222,13 +231,14 @@ async def _replay_and_drain(
     throttle_timeout_s: float = REPLAY_THROTTLE_TIMEOUT_S,
     stall_s: float = 3.0,
 ) -> tuple[dict[str, list[FindingRecord]], dict[str, Any]]:
+    from stream.gateway import publish_device_alarms
     from stream.replay.replayer import replay_to_kafka
     from stream.services import FINDINGS_TOPIC, VITALS_TOPICS, consumer_group_lag
 
     findings: dict[str, list[FindingRecord]] = {}
     collector = _FindingsCollector(bootstrap, FINDINGS_TOPIC, findings)
     await collector.start()
-    topics = [*VITALS_TOPICS, FINDINGS_TOPIC]
+    topics = [*VITALS_TOPICS, FINDINGS_TOPIC, DEVICE_ALARMS_TOPIC]
     # Per patient: chunk start times and the running maximum of chunk ends, to know how
     # far its data reaches at any event time (gaps included).
     starts: dict[str, list[int]] = {}
@@ -299,6 +309,10 @@ async def _replay_and_drain(
             throttle=throttle,
             throttle_every_s=THROTTLE_EVERY_S,
         )
+        # The monitors' alarms go out after the data (CinC 2015's fire where the real-time
+        # data ends), as a gateway forwards an alarm when the monitor raises it; the
+        # aggregator decides each once a finding covers its instant, whichever comes first.
+        await publish_device_alarms(bootstrap, alarms)
         # Last finding each patient can produce: the window ending at the last hop boundary
         # covered by its data (window ends lie on base + k * hop); the worker's idle flush
         # closes it.
@@ -419,16 +433,19 @@ class SuiteResult:
 
 
 def score_challenge2015(recordings: Sequence[Recording], out: RunOutput) -> SuiteResult:
+    verdicts = {(d["patient_id"], d["alarm_type"]): d for d in out.device_alarms}
     decisions = []
     false_events: list[tuple[str, str, float]] = []
     missed_events: list[tuple[str, str, float]] = []
     lead_times = []
+    alarm_records: list[Recording] = []
     for rec in recordings:
         spans = out.alerts.get(rec.patient_id, [])
         for alarm in rec.annotations.alarms:
             raised = scoring.challenge_alarm_raised(spans, alarm.alarm_type, alarm.time_s)
             d = scoring.ChallengeDecision(rec.name, alarm.alarm_type, alarm.is_true, raised)
             decisions.append(d)
+            alarm_records.append(rec)
             alert_type = scoring.CHALLENGE2015_ALERT_TYPES[alarm.alarm_type]
             if d.outcome == "FP":
                 false_events.append((rec.patient_id, alert_type, alarm.time_s))
@@ -461,9 +478,13 @@ def score_challenge2015(recordings: Sequence[Recording], out: RunOutput) -> Suit
                 "true_alarm": d.alarm_true,
                 "raised": d.raised,
                 "outcome": d.outcome,
+                # What the aggregator made of the monitor's alarm, when it was replayed.
+                **({"device_alarm": v["verdict"], "reason": v["reason"]} if (v := verdicts.get(
+                    (rec.patient_id, scoring.CHALLENGE2015_ALERT_TYPES[d.alarm_type]))) else {}),
             }
-            for d in decisions
+            for rec, d in zip(alarm_records, decisions, strict=True)
         ],
+        "device_alarms": _device_alarm_outcomes(decisions, alarm_records, verdicts) if verdicts else None,
     }
     outcomes = {t: {k: v for k, v in c.items() if k in ("TP", "FP", "TN", "FN")} for t, c in result["per_type"].items()}
     return SuiteResult(
@@ -506,6 +527,17 @@ def _episode_result(
         outcomes,
         ("Detection latency (raise time - episode start)", "seconds", list(scores.latencies_s)),
     )
+
+
+def _device_alarm_outcomes(decisions: Sequence[scoring.ChallengeDecision], records: Sequence[Recording],
+                           verdicts: dict[tuple[str, str], dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """Challenge outcomes (TP/FP/TN/FN) by what the aggregator decided on the monitor's alarm."""
+    table: dict[str, dict[str, int]] = {}
+    for rec, d in zip(records, decisions, strict=True):
+        v = verdicts.get((rec.patient_id, scoring.CHALLENGE2015_ALERT_TYPES[d.alarm_type]))
+        row = table.setdefault(v["verdict"] if v else "not replayed", {})
+        row[d.outcome] = row.get(d.outcome, 0) + 1
+    return table
 
 
 def score_mitdb(recordings: Sequence[Recording], out: RunOutput) -> SuiteResult:
@@ -598,11 +630,14 @@ def run_validation(
     progress: ProgressFn | None = None,
     in_process: bool = False,
     jobs: int | None = None,
+    device_alarms: bool = True,
 ) -> dict[str, Any]:
     """Run one suite end to end; returns the metrics written to ``out_dir/metrics.json``.
 
     ``in_process``: the same stages without Kafka, Redis or a worker process
-    (:mod:`stream.replay.in_process`), spread over ``jobs`` processes."""
+    (:mod:`stream.replay.in_process`), spread over ``jobs`` processes. ``device_alarms``:
+    replay the alarms the recordings' bedside monitors raised (CinC 2015) for the pipeline
+    to confirm or suppress; without them the score is the pipeline's own detection alone."""
     from stream.replay.report import write_report
 
     if suite not in SUITES:
@@ -624,7 +659,7 @@ def run_validation(
         if not recordings:
             raise ValueError(f"no recordings found for {suite} in {data_dir}")
         if in_process:
-            out = _run_in_process(recordings, suite, settings, progress, jobs)
+            out = _run_in_process(recordings, suite, settings, progress, jobs, device_alarms)
         else:
             out = run_pipeline(
                 recordings,
@@ -632,6 +667,7 @@ def run_validation(
                 work_dir=work_dir,
                 settings=settings,
                 progress=progress,
+                device_alarms=device_alarms,
             )
         result = SCORERS[suite](recordings, out)
         metrics: dict[str, Any] = {
@@ -663,12 +699,13 @@ def run_validation(
 
 
 def _run_in_process(
-    recordings: Sequence[Recording], suite: str, settings: Settings, progress: ProgressFn | None, jobs: int | None
+    recordings: Sequence[Recording], suite: str, settings: Settings, progress: ProgressFn | None, jobs: int | None,
+    device_alarms: bool,
 ) -> RunOutput:
     from stream.replay.in_process import run_in_process
 
     end_s = suite_end_s(suite)
-    alerts, findings, stats = run_in_process(
+    alerts, findings, stats, decisions = run_in_process(
         recordings,
         stops=[end_s(r) for r in recordings],
         window_s=settings.window_s,
@@ -676,9 +713,10 @@ def _run_in_process(
         alert_config=settings.alert_config,
         jobs=jobs,
         progress=progress,
+        device_alarms=device_alarms,
     )
     drain = {"mode": "in-process, no transport", **findings_completeness(findings)}
-    return RunOutput(alerts, findings, stats.base_ms, stats, drain)
+    return RunOutput(alerts, findings, stats.base_ms, stats, drain, [d.to_dict() for d in decisions])
 
 
 def _alerts_by_type(out: RunOutput) -> dict[str, int]:

@@ -1,0 +1,257 @@
+"""Bedside-monitor alarms: confirmed, suppressed or unverifiable against the findings."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterable, Sequence
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from alerting.aggregator import (
+    Emission,
+    PatientAlertState,
+    process_device_alarm,
+    process_finding,
+    process_tick,
+)
+from alerting.episode import AlertEmission
+from alerting.store import RedisAlertStore
+from alerting.verification import VERIFY_TIMEOUT_S, DeviceAlarmDecision, Verdict
+from stream.device_alarm import DeviceAlarm, InvalidDeviceAlarm
+from stream.findings import VitalsFinding
+from tests.alerting.conftest import HOP_MS, T0, abp, ecg, finding
+
+
+def alarm(kind: str, i: int, patient: str = "p1", label: str = "") -> DeviceAlarm:
+    """The monitor's alarm at the end of window ``i``."""
+    return DeviceAlarm(patient, kind, T0 + i * HOP_MS, "mx-1", label)
+
+
+def feed(inputs: Iterable[VitalsFinding | DeviceAlarm],
+         state: PatientAlertState | None = None) -> tuple[PatientAlertState, list[Emission]]:
+    state = state or PatientAlertState.new("p1")
+    out: list[Emission] = []
+    for item in inputs:
+        if isinstance(item, DeviceAlarm):
+            state, ems = process_device_alarm(state, item)
+        else:
+            state, ems = process_finding(state, item)
+        out += ems
+    return state, out
+
+
+def decisions(emissions: Sequence[Emission]) -> list[DeviceAlarmDecision]:
+    return [e for e in emissions if isinstance(e, DeviceAlarmDecision)]
+
+
+def raised(emissions: Sequence[Emission], kind: str | None = None) -> list[AlertEmission]:
+    return [e for e in emissions if isinstance(e, AlertEmission) and e.event == "raised"
+            and (kind is None or e.type == kind)]
+
+
+def tachy_windows(n: int, hr17: float) -> list[VitalsFinding]:
+    return [finding(i, ecg=ecg(hr_bpm=hr17, hr_max_17beats=hr17)) for i in range(n)]
+
+
+# ---------------------------------------------------------------- the three verdicts
+
+
+def test_an_alarm_past_the_confirm_bound_is_confirmed_and_raised_at_its_own_priority() -> None:
+    # 127 bpm: not the pipeline's own extreme tachycardia (> 140), but a tachycardic patient.
+    state, out = feed([*tachy_windows(6, 127.0), alarm("extreme_tachy", 5, label="HR HIGH")])
+    [d] = decisions(out)
+    assert d.verdict is Verdict.CONFIRMED
+    [r] = raised(out, "extreme_tachy")
+    assert r.priority == "high" and r.onset_ms == T0 + 5 * HOP_MS
+    assert "bedside monitor HR HIGH alarm confirmed" in r.message and "127" in r.message
+    assert d.alert_id == r.alert_id
+    assert state.device_alarms == {"confirmed": 1}
+
+
+def test_an_alarm_the_measurements_contradict_is_suppressed_with_its_reason() -> None:
+    _, out = feed([*tachy_windows(6, 95.0), alarm("extreme_tachy", 5)])
+    [d] = decisions(out)
+    assert d.verdict is Verdict.SUPPRESSED and d.alert_id is None
+    assert raised(out) == []
+    assert "highest 17-beat heart rate 95.0 bpm" in d.reason and ">= 120" in d.reason
+    assert d.windows_judged == 6
+
+
+def test_a_pulse_through_an_ecg_pause_suppresses_an_asystole_alarm() -> None:
+    # The ECG "pause" is a fading lead; the arterial line kept pulsing (corroboration).
+    windows = [finding(i, ecg=ecg(max_pause_s=5.0, n_beats=2, hr_bpm=None), abp=abp()) for i in range(5)]
+    _, out = feed([*windows, alarm("asystole", 4)])
+    [d] = decisions(out)
+    assert d.verdict is Verdict.SUPPRESSED
+    assert "another signal contradicted the ECG" in d.reason
+
+
+def test_an_alarm_on_an_unreadable_signal_becomes_a_technical_alert() -> None:
+    # No ECG data at all (e.g. the gateway forwards the alarm but not the waveform).
+    _, out = feed([*[finding(i, ecg=None) for i in range(5)], alarm("extreme_tachy", 4, label="HR HIGH")])
+    [d] = decisions(out)
+    assert d.verdict is Verdict.UNVERIFIABLE
+    assert raised(out, "extreme_tachy") == []
+    [poor] = raised(out, "poor_signal")
+    assert poor.priority == "low" and "HR HIGH alarm not verifiable" in poor.message
+    assert d.alert_id == poor.alert_id
+    # A signal too poor to trust: the open technical alert carries it, no second one.
+    windows = [finding(i, ecg=ecg(quality=0.1, usable=False, hr_max_17beats=150.0)) for i in range(5)]
+    _, out = feed([*windows, alarm("extreme_tachy", 4)])
+    [d] = decisions(out)
+    assert d.verdict is Verdict.UNVERIFIABLE and "too poor" in d.reason
+    [poor] = raised(out, "poor_signal")
+    assert d.alert_id == poor.alert_id and raised(out, "extreme_tachy") == []
+
+
+def test_an_alarm_the_pipeline_already_raised_adds_no_second_alert() -> None:
+    _, out = feed([*tachy_windows(6, 150.0), alarm("extreme_tachy", 5)])
+    assert len(raised(out, "extreme_tachy")) == 1
+    [d] = decisions(out)
+    assert d.verdict is Verdict.CONFIRMED
+    assert d.alert_id == raised(out, "extreme_tachy")[0].alert_id
+
+
+def test_ventricular_alarms_confirm_only_at_their_own_definition() -> None:
+    # A 4-beat run: non-sustained, and too short for the VT definition (>= 5 beats).
+    run4 = [finding(i, ecg=ecg(v_run_length=4, v_run_rate_bpm=160.0, beat_counts={"N": 8, "V": 4}))
+            for i in range(5)]
+    _, out = feed([*run4, alarm("vtach", 4)])
+    assert decisions(out)[0].verdict is Verdict.SUPPRESSED
+    run6 = [finding(i, ecg=ecg(v_run_length=6, v_run_rate_bpm=160.0, beat_counts={"N": 6, "V": 6}))
+            for i in range(5)]
+    _, out = feed([*run6, alarm("vtach", 4)])
+    assert decisions(out)[0].verdict is Verdict.CONFIRMED
+
+
+def test_vf_needs_its_two_consecutive_windows() -> None:
+    vf = ecg(vf_seconds=5.0, vf_score=0.9, beat_counts={}, n_beats=0, hr_bpm=None)
+    one = [finding(0), finding(1), finding(2), finding(3, ecg=vf)]
+    assert decisions(feed([*one, alarm("vfib", 3)])[1])[0].verdict is Verdict.SUPPRESSED
+    two = [finding(0), finding(1), finding(2, ecg=vf), finding(3, ecg=vf)]
+    assert decisions(feed([*two, alarm("vfib", 3)])[1])[0].verdict is Verdict.CONFIRMED
+
+
+def test_only_the_lookback_before_the_alarm_counts() -> None:
+    # A tachycardia that ended 20 s before the alarm does not confirm it.
+    early = [finding(i, ecg=ecg(hr_max_17beats=130.0)) for i in range(5)]
+    later = [finding(i) for i in range(5, 16)]
+    _, out = feed([*early, *later, alarm("extreme_tachy", 15)])
+    assert decisions(out)[0].verdict is Verdict.SUPPRESSED
+
+
+# ---------------------------------------------------------------- order, time, duplicates
+
+
+def test_an_alarm_before_its_findings_waits_for_the_window_that_covers_it() -> None:
+    windows = tachy_windows(8, 127.0)
+    state, out = feed([*windows[:3], alarm("extreme_tachy", 5)])
+    assert decisions(out) == [] and len(state.pending_alarms) == 1
+    assert state.awaits_time()
+    state, out = feed(windows[3:], state)
+    [d] = decisions(out)
+    assert d.verdict is Verdict.CONFIRMED and d.decided_ms == T0 + 5 * HOP_MS
+    assert state.pending_alarms == ()
+
+
+def test_an_alarm_no_finding_reaches_is_decided_by_a_tick_after_the_timeout() -> None:
+    state, _ = feed([*tachy_windows(4, 127.0), alarm("extreme_tachy", 6)])
+    assert len(state.pending_alarms) == 1
+    t_alarm = T0 + 6 * HOP_MS
+    state, out = process_tick(state, t_alarm + 1000)
+    assert decisions(out) == []
+    state, out = process_tick(state, t_alarm + round(VERIFY_TIMEOUT_S * 1000) + 3000)
+    [d] = decisions(out)
+    # The windows before the device stopped still show the tachycardia.
+    assert d.verdict is Verdict.CONFIRMED and d.decided_ms == t_alarm + round(VERIFY_TIMEOUT_S * 1000)
+    assert state.pending_alarms == ()
+
+
+def test_a_redelivered_alarm_is_decided_once() -> None:
+    a = alarm("extreme_tachy", 5)
+    state, out = feed([*tachy_windows(6, 127.0), a, a])
+    assert len(decisions(out)) == 1 and state.duplicates == 1
+    # Also while it is still pending.
+    state, out = feed([finding(0), a, a])
+    assert len(state.pending_alarms) == 1 and decisions(out) == []
+
+
+def test_alarm_for_another_patient_is_refused() -> None:
+    with pytest.raises(ValueError):
+        process_device_alarm(PatientAlertState.new("p1"), alarm("asystole", 0, patient="p2"))
+
+
+def test_state_with_pending_alarms_and_checks_survives_json() -> None:
+    state, _ = feed([*tachy_windows(3, 127.0), alarm("extreme_tachy", 5), alarm("asystole", 6)])
+    again = PatientAlertState.from_json(state.to_json())
+    assert again == state
+    # Small enough for the table: checks are kept for 30 s only.
+    state, _ = feed(tachy_windows(200, 127.0))
+    assert len(state.checks) <= 16 and len(state.to_json()) < 2500
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**31), st.sampled_from(["extreme_tachy", "extreme_brady", "asystole", "vtach"]),
+       st.integers(3, 9))
+def test_the_decision_does_not_depend_on_when_the_alarm_arrives(seed: int, kind: str, at: int) -> None:
+    """An alarm fed anywhere among the findings (before the covering window, after it,
+    twice) gets the same verdict, reason and alert."""
+    rnd = random.Random(seed)
+    windows = [finding(i, ecg=ecg(hr_max_17beats=rnd.choice([90.0, 125.0, 150.0]),
+                                  hr_min_5beats=rnd.choice([35.0, 48.0, 70.0]),
+                                  max_pause_s=rnd.choice([1.0, 3.5, 4.5]),
+                                  v_run_length=rnd.choice([0, 3, 6]), v_run_rate_bpm=150.0,
+                                  quality=rnd.choice([0.9, 0.9, 0.2])))
+               for i in range(12)]
+    a = alarm(kind, at)
+    results = set()
+    for pos in (0, at, at + 1, 12):
+        inputs: list[VitalsFinding | DeviceAlarm] = list(windows)
+        inputs.insert(pos, a)
+        if rnd.random() < 0.5:
+            inputs.insert(min(len(inputs), pos + 2), a)
+        _, out = feed(inputs)
+        [d] = decisions(out)
+        results.add((d.verdict, d.reason, d.decided_ms))
+    assert len(results) == 1
+
+
+# ---------------------------------------------------------------- message and store
+
+
+def test_device_alarm_messages_are_validated_with_clear_reasons() -> None:
+    good = alarm("vtach", 1, label="V-Tach")
+    assert DeviceAlarm.from_json(good.to_json()) == good
+    cases = {
+        b"not json": "not JSON",
+        b"[1]": "JSON object",
+        json.dumps({"patient_id": "p", "alarm_type": "sneeze", "t_ms": 1, "schema_version": 1}).encode(): "alarm_type",
+        json.dumps({"patient_id": "p", "alarm_type": "vtach", "t_ms": -5, "schema_version": 1}).encode(): "t_ms",
+        json.dumps({"patient_id": "p", "alarm_type": "vtach", "schema_version": 1}).encode(): "missing",
+        json.dumps({"patient_id": "p", "alarm_type": "vtach", "t_ms": 1,
+                    "schema_version": 9}).encode(): "schema_version",
+        json.dumps({"patient_id": "p", "alarm_type": "vtach", "t_ms": 1, "schema_version": 1,
+                    "volume": 11}).encode(): "unknown field",
+    }
+    for raw, reason in cases.items():
+        with pytest.raises(InvalidDeviceAlarm, match=reason):
+            DeviceAlarm.from_json(raw)
+
+
+def test_store_records_each_decision_once(store: RedisAlertStore) -> None:
+    inputs = [*tachy_windows(6, 127.0), alarm("extreme_tachy", 5), *tachy_windows(3, 95.0)]
+    _, out = feed(inputs)
+    _, out2 = feed([*[finding(i, patient="p2", ecg=ecg(hr_max_17beats=90.0)) for i in range(6)],
+                    alarm("extreme_tachy", 5, patient="p2")], PatientAlertState.new("p2"))
+    assert store.apply(out + out2) >= 3
+    assert store.apply(out + out2) == 0  # replayed: nothing new
+    [mine] = store.device_alarms("p1")
+    assert mine["verdict"] == "confirmed" and mine["alert_id"] == decisions(out)[0].alert_id
+    assert store.get(mine["alert_id"]) is not None
+    [other] = store.device_alarms("p2")
+    assert other["verdict"] == "suppressed" and other["alert_id"] == ""
+    assert [d["patient_id"] for d in store.device_alarms()] == ["p1", "p2"]
+
