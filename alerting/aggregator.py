@@ -829,10 +829,15 @@ class _Run:
         bound = s.confirm_threshold if s.confirm_threshold is not None else s.threshold
         assert bound is not None
         ep = self.episodes.get(kind.value)
+        extra = (f" at > {s.secondary_threshold:g} bpm, or a flutter-like ventricular rhythm"
+                 if kind is T.VTACH and s.secondary_threshold is not None else "")
         j = judge_alarm(alarm, self.checks, decide_ms=decide_ms, confirm_bound=bound,
-                        windows_needed=s.persistence_k)
+                        windows_needed=s.persistence_k, bound_extra=extra)
         label = f"bedside monitor {alarm.label or kind.value} alarm"
         alert_id: str | None = None
+        note = ""
+        if j.verdict is not Verdict.CONFIRMED and ep is not None and ep.condition_active:
+            note = f"the pipeline's own {kind.value} alert {ep.alert_id} is open: {ep.message}"
         if j.verdict is Verdict.CONFIRMED:
             message = f"{label} confirmed: {j.reason}"
             if ep is None:
@@ -843,6 +848,8 @@ class _Run:
                                       lower_is_worse=kind is T.EXTREME_BRADY)
                 self.apply(kind.value, new, ems)
             alert_id = self.episodes[kind.value].alert_id
+        elif note:
+            alert_id = ep.alert_id if ep is not None else None  # the care team already has it
         elif j.verdict is Verdict.UNVERIFIABLE:
             if T.POOR_SIGNAL.value not in self.episodes:
                 self.raise_alert(T.POOR_SIGNAL, alarm.t_ms, decide_ms, None,
@@ -850,7 +857,7 @@ class _Run:
                                  False)
             alert_id = self.episodes[T.POOR_SIGNAL.value].alert_id
         self.emissions.append(DeviceAlarmDecision(alarm, j.verdict, decide_ms, j.reason, j.value,
-                                                  j.windows_judged, alert_id))
+                                                  j.windows_judged, alert_id, note))
         self.decided = [*self.decided, alarm.alarm_id][-DECIDED_KEEP:]
         self.device_alarms[j.verdict.value] = self.device_alarms.get(j.verdict.value, 0) + 1
 

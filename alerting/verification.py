@@ -95,8 +95,10 @@ class WindowCheck:
 @dataclass(frozen=True, slots=True)
 class DeviceAlarmDecision:
     """What became of one bedside alarm; written to Redis (``RedisAlertStore``) for audit.
-    ``alert_id`` is the alert that carries it to the care team (the confirmed alert, or the
-    technical alert of an unverifiable one); None when suppressed."""
+    ``alert_id`` is the alert that carries it to the care team (the confirmed alert, the
+    technical alert of an unverifiable one, or the pipeline's own open alert of the type);
+    None when nothing does. ``note``: that own alert, when the alarm was not confirmed by its
+    lookback but the pipeline had already raised one (from earlier evidence)."""
 
     alarm: DeviceAlarm
     verdict: Verdict
@@ -105,6 +107,7 @@ class DeviceAlarmDecision:
     value: float | None = None
     windows_judged: int = 0
     alert_id: str | None = None
+    note: str = ""
 
     @property
     def emission_id(self) -> str:
@@ -117,6 +120,7 @@ class DeviceAlarmDecision:
             "device_id": self.alarm.device_id, "label": self.alarm.label,
             "verdict": self.verdict.value, "decided_ms": self.decided_ms, "reason": self.reason,
             "value": self.value, "windows_judged": self.windows_judged, "alert_id": self.alert_id,
+            "note": self.note,
         }
 
 
@@ -139,11 +143,12 @@ class Judgement:
 
 
 def judge_alarm(alarm: DeviceAlarm, checks: Sequence[WindowCheck], *, decide_ms: int,
-                confirm_bound: float, windows_needed: int = 1) -> Judgement:
+                confirm_bound: float, windows_needed: int = 1, bound_extra: str = "") -> Judgement:
     """Decide one alarm from the window checks ending in ``[t - lookback, decide_ms]``
     (``decide_ms``: the end of the first window covering the alarm, or the timeout).
     ``windows_needed``: confirming windows required (the type's own persistence, e.g. VF's
-    two consecutive windows). A function of those windows alone, so the verdict does not
+    two consecutive windows); ``bound_extra``: the rest of the bound, said in the reason
+    (e.g. the VT run's minimum rate). A function of those windows alone, so the verdict does not
     depend on when the alarm arrived; the pipeline's own alerts only decide how a confirmed
     alarm is delivered (as the open alert of its type, never a second one)."""
     kind = alarm.alarm_type
@@ -157,7 +162,7 @@ def judge_alarm(alarm: DeviceAlarm, checks: Sequence[WindowCheck], *, decide_ms:
     values = [v for c in window if (v := c.value(kind)) is not None and (not judged or c.mark(kind) in judgeable)]
     worst = (max(values) if higher_is_worse else min(values)) if values else None
     measured = f"{what} {worst:.1f} {unit}" if worst is not None else f"no {what} measured"
-    bound = f"{'>=' if higher_is_worse else '<='} {confirm_bound:g} {unit}"
+    bound = f"{'>=' if higher_is_worse else '<='} {confirm_bound:g} {unit}{bound_extra}"
     met = marks.count(Mark.MET)
     if met >= windows_needed:
         return Judgement(Verdict.CONFIRMED, f"{measured} (confirm bound {bound}) in {met} of "

@@ -275,5 +275,6 @@ def device_alarms(
         label = d.get("label") or d.get("alarm_type", "")
         table.add_row(_time(int(d["t_ms"])), escape(d.get("patient_id", "")), escape(label),
                       _styled(d.get("verdict", ""), VERDICT_STYLE.get(d.get("verdict", ""))),
-                      escape(d.get("reason", "")), d.get("alert_id", ""))
+                      escape(d.get("reason", "") + (f"; {d['note']}" if d.get("note") else "")),
+                      d.get("alert_id", ""))
     out.print(table)

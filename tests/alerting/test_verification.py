@@ -115,12 +115,26 @@ def test_an_alarm_the_pipeline_already_raised_adds_no_second_alert() -> None:
     assert d.alert_id == raised(out, "extreme_tachy")[0].alert_id
 
 
+def test_an_own_alert_from_before_the_lookback_is_named_but_does_not_confirm() -> None:
+    # The pipeline raised extreme bradycardia 30 s ago; now a pulse contradicts the ECG.
+    onset = [finding(i, ecg=ecg(hr_min_5beats=35.0, hr_bpm=36.0)) for i in range(3)]
+    later = [finding(i, ecg=ecg(hr_min_5beats=38.0, hr_bpm=39.0), abp=abp(pulse_rate_bpm=75.0))
+             for i in range(3, 18)]
+    _, out = feed([*onset, *later, alarm("extreme_brady", 17)])
+    [own] = raised(out, "extreme_brady")
+    [d] = decisions(out)
+    assert d.verdict is Verdict.SUPPRESSED and "another signal contradicted" in d.reason
+    assert d.alert_id == own.alert_id and d.note.startswith(f"the pipeline's own extreme_brady alert {own.alert_id}")
+    assert len(raised(out)) == 1  # neither a second alert nor a technical one
+
+
 def test_ventricular_alarms_confirm_only_at_their_own_definition() -> None:
     # A 4-beat run: non-sustained, and too short for the VT definition (>= 5 beats).
     run4 = [finding(i, ecg=ecg(v_run_length=4, v_run_rate_bpm=160.0, beat_counts={"N": 8, "V": 4}))
             for i in range(5)]
     _, out = feed([*run4, alarm("vtach", 4)])
     assert decisions(out)[0].verdict is Verdict.SUPPRESSED
+    assert ">= 5 beats at > 100 bpm, or a flutter-like ventricular rhythm" in decisions(out)[0].reason
     run6 = [finding(i, ecg=ecg(v_run_length=6, v_run_rate_bpm=160.0, beat_counts={"N": 6, "V": 6}))
             for i in range(5)]
     _, out = feed([*run6, alarm("vtach", 4)])
