@@ -197,7 +197,7 @@ class PatientAlertState:
             contradicted=dict(obj.get("contradicted", {})),
             gated=dict(obj.get("gated", {})),
             duplicates=obj.get("duplicates", 0),
-            checks=tuple(WindowCheck.from_list(c) for c in obj.get("checks", ())),
+            checks=WindowCheck.from_lists(obj.get("checks", ())),
             pending_alarms=tuple(DeviceAlarm.from_dict(a) for a in obj.get("pending_alarms", ())),
             decided_alarms=tuple(obj.get("decided_alarms", ())),
             device_alarms=dict(obj.get("device_alarms", {})),
@@ -836,8 +836,6 @@ class _Run:
         label = f"bedside monitor {alarm.label or kind.value} alarm"
         alert_id: str | None = None
         note = ""
-        if j.verdict is not Verdict.CONFIRMED and ep is not None and ep.condition_active:
-            note = f"the pipeline's own {kind.value} alert {ep.alert_id} is open: {ep.message}"
         if j.verdict is Verdict.CONFIRMED:
             message = f"{label} confirmed: {j.reason}"
             if ep is None:
@@ -848,8 +846,10 @@ class _Run:
                                       lower_is_worse=kind is T.EXTREME_BRADY)
                 self.apply(kind.value, new, ems)
             alert_id = self.episodes[kind.value].alert_id
-        elif note:
-            alert_id = ep.alert_id if ep is not None else None  # the care team already has it
+        elif ep is not None and ep.condition_active:
+            # Raised on earlier evidence and still going on: the care team already has it.
+            alert_id = ep.alert_id
+            note = f"the pipeline's own {kind.value} alert {ep.alert_id} is open: {ep.message}"
         elif j.verdict is Verdict.UNVERIFIABLE:
             if T.POOR_SIGNAL.value not in self.episodes:
                 self.raise_alert(T.POOR_SIGNAL, alarm.t_ms, decide_ms, None,

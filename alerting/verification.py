@@ -85,11 +85,13 @@ class WindowCheck:
         return [self.t_ms, self.marks, [None if v is None else round(v, 2) for v in self.values]]
 
     @classmethod
-    def from_list(cls, obj: Sequence[Any]) -> WindowCheck:
-        t_ms, marks, values = obj
-        if len(marks) != len(VERIFIABLE_ALARM_TYPES) or len(values) != len(VERIFIABLE_ALARM_TYPES):
-            raise ValueError(f"window check for {len(marks)} alarm types, expected {len(VERIFIABLE_ALARM_TYPES)}")
-        return cls(int(t_ms), str(marks), tuple(None if v is None else float(v) for v in values))
+    def from_lists(cls, objs: Sequence[Sequence[Any]]) -> tuple[WindowCheck, ...]:
+        """Checks saved by this version. Checks saved for another set of alarm types (a
+        worker of another version wrote the state) are dropped, not misread: they are a
+        30-s cache, and an alarm without them is decided on the windows that follow."""
+        n = len(VERIFIABLE_ALARM_TYPES)
+        return tuple(cls(int(t_ms), str(marks), tuple(None if v is None else float(v) for v in values))
+                     for t_ms, marks, values in objs if len(marks) == n and len(values) == n)
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,9 +42,9 @@ class DeviceAlarm:
     schema_version: int = DEVICE_ALARM_SCHEMA_VERSION
 
     def __post_init__(self) -> None:
-        if not self.patient_id or len(self.patient_id) > _MAX_TEXT:
-            raise InvalidDeviceAlarm("patient_id must be 1-200 characters")
-        if self.alarm_type not in VERIFIABLE_ALARM_TYPES:
+        if not isinstance(self.patient_id, str) or not 1 <= len(self.patient_id) <= _MAX_TEXT:
+            raise InvalidDeviceAlarm("patient_id must be a string of 1-200 characters")
+        if not isinstance(self.alarm_type, str) or self.alarm_type not in VERIFIABLE_ALARM_TYPES:
             raise InvalidDeviceAlarm(
                 f"alarm_type {self.alarm_type!r} is not one of {', '.join(VERIFIABLE_ALARM_TYPES)}")
         if isinstance(self.t_ms, bool) or not isinstance(self.t_ms, int) or self.t_ms < 0:

@@ -202,6 +202,10 @@ def test_state_with_pending_alarms_and_checks_survives_json() -> None:
     state, _ = feed([*tachy_windows(3, 127.0), alarm("extreme_tachy", 5), alarm("asystole", 6)])
     again = PatientAlertState.from_json(state.to_json())
     assert again == state
+    # Checks saved for another set of alarm types (another version) are dropped, not misread.
+    saved = json.loads(state.to_json())
+    saved["checks"] = [[T0, "10", [1.0, 2.0]]]
+    assert PatientAlertState.from_dict(saved).checks == ()
     # Small enough for the table: checks are kept for 30 s only.
     state, _ = feed(tachy_windows(200, 127.0))
     assert len(state.checks) <= 16 and len(state.to_json()) < 2500
@@ -244,6 +248,8 @@ def test_device_alarm_messages_are_validated_with_clear_reasons() -> None:
         b"[1]": "JSON object",
         json.dumps({"patient_id": "p", "alarm_type": "sneeze", "t_ms": 1, "schema_version": 1}).encode(): "alarm_type",
         json.dumps({"patient_id": "p", "alarm_type": "vtach", "t_ms": -5, "schema_version": 1}).encode(): "t_ms",
+        json.dumps({"patient_id": 7, "alarm_type": "vtach", "t_ms": 1, "schema_version": 1}).encode(): "patient_id",
+        json.dumps({"patient_id": "p", "alarm_type": ["vtach"], "t_ms": 1, "schema_version": 1}).encode(): "alarm_type",
         json.dumps({"patient_id": "p", "alarm_type": "vtach", "schema_version": 1}).encode(): "missing",
         json.dumps({"patient_id": "p", "alarm_type": "vtach", "t_ms": 1,
                     "schema_version": 9}).encode(): "schema_version",
