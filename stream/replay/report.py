@@ -224,6 +224,7 @@ def write_report(
         for t, row in per_type.items():
             lines.append(f"| {t} | " + " | ".join(_fmt(row.get(k)) for k in keys) + " |")
         lines.append("")
+    lines += _device_alarm_lines(metrics)
     replay = metrics.get("replay", {})
     # Per-record detail (metrics.json) would swamp the line; the totals are in it.
     drain = {k: v for k, v in metrics.get("drain", {}).items() if k != "missing_signal_by_record"}
@@ -255,6 +256,23 @@ def write_report(
     path = out_dir / "report.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def _device_alarm_lines(metrics: dict[str, Any]) -> list[str]:
+    """What the aggregator made of the bedside monitors' alarms: outcomes per verdict, and
+    every true alarm it suppressed or could not verify with its reason (the safety review)."""
+    table = metrics.get("device_alarms")
+    if not table:
+        return []
+    lines = ["## Bedside-monitor alarms", "", "| verdict | TP | FP | TN | FN |", "|---|---|---|---|---|"]
+    for verdict, row in sorted(table.items()):
+        lines.append(f"| {verdict} | " + " | ".join(str(row.get(k, 0)) for k in ("TP", "FP", "TN", "FN")) + " |")
+    missed = [d for d in metrics.get("decisions", []) if d.get("true_alarm") and d.get("device_alarm") != "confirmed"]
+    if missed:
+        lines += ["", "True alarms not confirmed:", ""]
+        lines += [f"- {d['record']} {d['alarm']} ({d['outcome']}): {d['device_alarm']}, {d.get('reason', '')}"
+                  for d in missed]
+    return [*lines, ""]
 
 
 def _fmt(value: Any) -> str:

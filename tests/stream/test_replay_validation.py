@@ -78,6 +78,32 @@ def test_challenge_suite_decisions_and_metrics(tmp_path: Path) -> None:
     assert [p.name.split("_")[1] for p in snippets] == ["false", "missed"]
 
 
+def test_challenge_metrics_and_report_say_what_became_of_each_bedside_alarm(tmp_path: Path) -> None:
+    recs = [
+        rec("t1", 302, Annotations(alarms=[AlarmLabel("Tachycardia", 300.0, True)])),
+        rec("v1", 302, Annotations(alarms=[AlarmLabel("Ventricular_Tachycardia", 300.0, True)])),
+        rec("f1", 302, Annotations(alarms=[AlarmLabel("Asystole", 300.0, False)])),
+    ]
+    alerts = {"v-t1": [AlertSpan("v-t1", "extreme_tachy", "high", 300.0, 300.0)], "v-v1": [], "v-f1": []}
+    out = output(alerts, 3 * 302)
+    out.device_alarms = [
+        {"patient_id": "v-t1", "alarm_type": "extreme_tachy", "verdict": "confirmed", "reason": "127 bpm"},
+        {"patient_id": "v-v1", "alarm_type": "vtach", "verdict": "suppressed", "reason": "run of 2 beats"},
+        {"patient_id": "v-f1", "alarm_type": "asystole", "verdict": "suppressed", "reason": "pause 1.1 s"},
+    ]
+    result = score_challenge2015(recs, out)
+    m = result.metrics
+    assert m["device_alarms"] == {"confirmed": {"TP": 1}, "suppressed": {"FN": 1, "TN": 1}}
+    assert [(d["record"], d["device_alarm"], d["reason"]) for d in m["decisions"]] == [
+        ("t1", "confirmed", "127 bpm"), ("v1", "suppressed", "run of 2 beats"), ("f1", "suppressed", "pause 1.1 s")]
+    text = write_report(tmp_path, {"suite": "challenge2015", "records": 3, **m}, recs, out, result).read_text()
+    assert "## Bedside-monitor alarms" in text and "| suppressed | 0 | 0 | 1 | 1 |" in text
+    assert "- v1 Ventricular_Tachycardia (FN): suppressed, run of 2 beats" in text
+    # Without replayed alarms (--no-device-alarms) there is no such section.
+    plain = score_challenge2015(recs, output(alerts, 3 * 302))
+    assert plain.metrics["device_alarms"] is None and "device_alarm" not in plain.metrics["decisions"][0]
+
+
 def test_challenge_replays_only_up_to_the_alarm() -> None:
     r = rec("x", 330, Annotations())
     assert suite_end_s("challenge2015")(r) == 300.0
