@@ -29,6 +29,7 @@ lint: install
 bench: install
 	$(BIN)/python bench/bench_dsp.py
 	$(BIN)/python bench/bench_models.py
+	$(BIN)/python bench/bench_aggregator.py
 
 services-up: install
 	$(BIN)/vitalstream services up

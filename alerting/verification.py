@@ -90,8 +90,10 @@ class WindowCheck:
         worker of another version wrote the state) are dropped, not misread: they are a
         30-s cache, and an alarm without them is decided on the windows that follow."""
         n = len(VERIFIABLE_ALARM_TYPES)
-        return tuple(cls(int(t_ms), str(marks), tuple(None if v is None else float(v) for v in values))
-                     for t_ms, marks, values in objs if len(marks) == n and len(values) == n)
+        # Plain JSON numbers as written by to_list: read on every finding (the table), so
+        # no per-value conversion.
+        return tuple([cls(t_ms, marks, tuple(values)) for t_ms, marks, values in objs
+                      if len(marks) == n and len(values) == n])
 
 
 @dataclass(frozen=True, slots=True)
