@@ -31,7 +31,7 @@ def _progress() -> Progress:
     )
 
 
-# Options shared by `publish` and `simulate`.
+# Options shared by `publish`, `publish-alarm` and `simulate`.
 BootstrapOption = Annotated[
     str, typer.Option(help="Kafka bootstrap servers (default: KAFKA_BOOTSTRAP_SERVERS).")
 ]
@@ -319,3 +319,39 @@ def simulate(
         **summary,
     }
     _finish(summary, as_json)
+
+
+def publish_alarm(
+    patient: Annotated[str, typer.Option("--patient", help="Patient id (the key its samples use).")],
+    alarm_type: Annotated[
+        str, typer.Option("--type", help="asystole | vfib | vtach | extreme_brady | extreme_tachy")
+    ],
+    at_ms: Annotated[
+        int | None, typer.Option(help="Event time the monitor raised it, epoch ms (default: now).")
+    ] = None,
+    device: Annotated[str, typer.Option(help="The bedside monitor's device id.")] = "",
+    label: Annotated[str, typer.Option(help="The monitor's own name for the alarm, shown to the care team.")] = "",
+    bootstrap: BootstrapOption = "",
+    create_topics: CreateTopicsOption = True,
+    as_json: JsonOption = False,
+) -> None:
+    """Forward one alarm the bedside monitor raised (what a gateway does for each), for the
+    aggregator to confirm or suppress; see `vitalstream alerts device-alarms`."""
+    from stream.device_alarm import DeviceAlarm, InvalidDeviceAlarm
+    from stream.gateway import PublishError, now_ms, publish_device_alarms
+
+    try:
+        alarm = DeviceAlarm(patient, alarm_type, now_ms() if at_ms is None else at_ms, device, label)
+    except InvalidDeviceAlarm as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(2) from None
+    kafka = publish_target(bootstrap, create_topics)
+    try:
+        asyncio.run(publish_device_alarms(kafka, [alarm]))
+    except PublishError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(1) from None
+    if as_json:
+        sys.stdout.write(json.dumps({"alarm_id": alarm.alarm_id, "topic": "vitals.device-alarms"}) + "\n")
+    else:
+        err.print(f"delivered {alarm.alarm_id} to vitals.device-alarms on {kafka}")

@@ -261,6 +261,16 @@ def test_device_alarm_messages_are_validated_with_clear_reasons() -> None:
             DeviceAlarm.from_json(raw)
 
 
+def test_publish_alarm_refuses_an_unknown_type_before_connecting() -> None:
+    from typer.testing import CliRunner
+
+    from stream.cli.main import app
+
+    result = CliRunner().invoke(app, ["publish-alarm", "--patient", "p1", "--type", "sneeze",
+                                      "--bootstrap", "127.0.0.1:1"])
+    assert result.exit_code == 2 and "alarm_type 'sneeze' is not one of" in result.output
+
+
 def test_store_records_each_decision_once(store: RedisAlertStore) -> None:
     inputs = [*tachy_windows(6, 127.0), alarm("extreme_tachy", 5), *tachy_windows(3, 95.0)]
     _, out = feed(inputs)

@@ -8,8 +8,10 @@ import json
 import uuid
 
 import pytest
+from typer.testing import CliRunner
 
 from alerting.store import RedisAlertStore
+from stream.cli.main import app
 from stream.deadletter import DeadLetter
 from stream.device_alarm import DEVICE_ALARMS_TOPIC, DeviceAlarm
 from stream.gateway import publish_device_alarms
@@ -31,10 +33,16 @@ def test_true_alarm_is_confirmed_once_and_false_alarm_suppressed(pipeline) -> No
     alarms = [DeviceAlarm(tachy, "extreme_tachy", start + 40_000, "mx-1", "HR HIGH"),
               DeviceAlarm(calm, "asystole", start + 40_000, "mx-2", "ASYSTOLE")]
     bootstrap = pipeline.endpoints.kafka_bootstrap
-    # Gateways retry: the alarms arrive before the findings that cover them, and again after.
+    # Gateways retry: the alarms arrive before the findings that cover them, and again after
+    # (the second time through `vitalstream publish-alarm`).
     asyncio.run(publish_device_alarms(bootstrap, alarms))
     publish_recordings(bootstrap, recordings)
-    asyncio.run(publish_device_alarms(bootstrap, alarms))
+    for a in alarms:
+        result = CliRunner().invoke(app, [
+            "publish-alarm", "--patient", a.patient_id, "--type", a.alarm_type, "--at-ms", str(a.t_ms),
+            "--device", a.device_id, "--label", a.label, "--bootstrap", bootstrap, "--no-create-topics", "--json"])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.output)["alarm_id"] == a.alarm_id
     store = RedisAlertStore(pipeline.redis, prefix=pipeline.prefix)
 
     def decided() -> list:
