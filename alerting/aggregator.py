@@ -846,10 +846,12 @@ class _Run:
                                       lower_is_worse=kind is T.EXTREME_BRADY)
                 self.apply(kind.value, new, ems)
             alert_id = self.episodes[kind.value].alert_id
-        elif ep is not None and ep.condition_active:
-            # Raised on earlier evidence and still going on: the care team already has it.
+        elif ep is not None:
+            # Raised on earlier evidence and still open (going on, or latched awaiting an
+            # acknowledgement): the care team already has it.
             alert_id = ep.alert_id
-            note = f"the pipeline's own {kind.value} alert {ep.alert_id} is open: {ep.message}"
+            state = "" if ep.condition_active else ", its condition over, awaiting acknowledgement"
+            note = f"the pipeline's own {kind.value} alert {ep.alert_id} is open{state}: {ep.message}"
         elif j.verdict is Verdict.UNVERIFIABLE:
             if T.POOR_SIGNAL.value not in self.episodes:
                 self.raise_alert(T.POOR_SIGNAL, alarm.t_ms, decide_ms, None,

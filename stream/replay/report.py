@@ -271,7 +271,7 @@ def _device_alarm_lines(metrics: dict[str, Any]) -> list[str]:
     if missed:
         lines += ["", "True alarms not confirmed:", ""]
         lines += [f"- {d['record']} {d['alarm']} ({d['outcome']}): {d['device_alarm']}, {d.get('reason', '')}"
-                  for d in missed]
+                  + (f"; {d['note']}" if d.get("note") else "") for d in missed]
     return [*lines, ""]
 
 

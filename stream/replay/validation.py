@@ -479,7 +479,8 @@ def score_challenge2015(recordings: Sequence[Recording], out: RunOutput) -> Suit
                 "raised": d.raised,
                 "outcome": d.outcome,
                 # What the aggregator made of the monitor's alarm, when it was replayed.
-                **({"device_alarm": v["verdict"], "reason": v["reason"]} if (v := verdicts.get(
+                **({"device_alarm": v["verdict"], "reason": v["reason"], "note": v.get("note") or ""}
+                   if (v := verdicts.get(
                     (rec.patient_id, scoring.CHALLENGE2015_ALERT_TYPES[d.alarm_type]))) else {}),
             }
             for rec, d in zip(alarm_records, decisions, strict=True)
