@@ -787,13 +787,20 @@ class _Run:
 
     # ------------------------------------------------------------- bedside alarms
 
-    def check_window(self, f: VitalsFinding, state: PatientAlertState) -> None:
+    def check_window(self, f: VitalsFinding, state: PatientAlertState,
+                     assessed: dict[AlertType, Assessment]) -> None:
         """Judge this window once against every verifiable alarm type, at the confirm
-        bounds, and keep it for alarms that arrive later (see alerting/verification.py)."""
+        bounds, and keep it for alarms that arrive later (see alerting/verification.py).
+        ``assessed``: this window's own assessments (high priority: never budget-adapted),
+        reused for the types whose confirm bound is their alarm threshold."""
         marks, values = [], []
         for name in VERIFIABLE_ALARM_TYPES:
             alert_type = AlertType(name)
-            a = _assess(alert_type, f, _confirm_settings(self.config.settings(alert_type)), 0, state)
+            own = self.config.settings(alert_type)
+            confirm = _confirm_settings(own)
+            a = assessed.get(alert_type) if confirm is own else None
+            if a is None:
+                a = _assess(alert_type, f, confirm, 0, state)
             if a.met is None:
                 mark = Mark.GATED if a.gated else Mark.UNKNOWN
             elif a.met:
@@ -801,7 +808,7 @@ class _Run:
             else:
                 mark = Mark.CONTRADICTED if a.contradicted else Mark.NOT_MET
             marks.append(mark.value)
-            values.append(a.value)
+            values.append(None if a.value is None else round(a.value, 2))
         self.checks.append(WindowCheck(f.t_ms, "".join(marks), tuple(values)))
         oldest = f.t_ms - round(VERIFY_KEEP_S * 1000)
         self.checks = [c for c in self.checks if c.t_ms >= oldest]
@@ -904,6 +911,7 @@ def process_finding(
         state = replace(state, **trend_changes)
         run.state = state
 
+    assessed: dict[AlertType, Assessment] = {}
     gated: list[str] = []
     for alert_type, d in CATALOGUE.items():
         s = cfg.settings(alert_type)
@@ -911,6 +919,7 @@ def process_finding(
             continue
         level = run.level_for(alert_type)
         a = _assess(alert_type, finding, s, level, state)
+        assessed[alert_type] = a
         if a.gated:
             gated.append(f"{alert_type.value} criterion met on a poor signal ({a.gated})")
             run.bump("gated", alert_type.value)
@@ -962,7 +971,7 @@ def process_finding(
 
     run.update_budget(now)
     run.tick_episodes(now)
-    run.check_window(finding, state)
+    run.check_window(finding, state, assessed)
     if run.pending:
         run.decide_due(now)
     return run.result(last_t_ms=now, **trend_changes)

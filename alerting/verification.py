@@ -69,7 +69,8 @@ class Mark(StrEnum):
 class WindowCheck:
     """One window judged against every verifiable alarm type: ``marks`` has one
     :class:`Mark` character per ``VERIFIABLE_ALARM_TYPES`` entry, ``values`` the measured
-    value (pause s, bpm, run length, VF s) or None."""
+    value (pause s, bpm, run length, VF s; two decimals, rounded once when judged: the
+    state is written on every finding) or None."""
 
     t_ms: int
     marks: str
@@ -82,7 +83,7 @@ class WindowCheck:
         return self.values[VERIFIABLE_ALARM_TYPES.index(alarm_type)]
 
     def to_list(self) -> list[Any]:
-        return [self.t_ms, self.marks, [None if v is None else round(v, 2) for v in self.values]]
+        return [self.t_ms, self.marks, self.values]
 
     @classmethod
     def from_lists(cls, objs: Sequence[Sequence[Any]]) -> tuple[WindowCheck, ...]:

@@ -240,6 +240,14 @@ def test_the_decision_does_not_depend_on_when_the_alarm_arrives(seed: int, kind:
 # ---------------------------------------------------------------- message and store
 
 
+def test_the_verifiable_alarm_types_are_the_catalogues_high_priority_ones() -> None:
+    # The message contract lists them without importing alerting; the two must not drift.
+    from alerting.catalogue import HIGH_PRIORITY_TYPES
+    from stream.device_alarm import VERIFIABLE_ALARM_TYPES
+
+    assert set(VERIFIABLE_ALARM_TYPES) == {t.value for t in HIGH_PRIORITY_TYPES}
+
+
 def test_device_alarm_messages_are_validated_with_clear_reasons() -> None:
     good = alarm("vtach", 1, label="V-Tach")
     assert DeviceAlarm.from_json(good.to_json()) == good
