@@ -31,6 +31,9 @@ RHYTHM_CLASSES = ("N", "A", "O", "~")
 BEAT_VERSION = "beats-1.0.0"
 RHYTHM_VERSION = "rhythm-1.1.0"
 
+# The second ECG lead's beats are remembered under the patient id plus this suffix (a
+# NUL, which stream.schema rejects in patient ids).
+SECOND_LEAD_KEY = "\x00ecg2"
 _MATCH_MS = 40.0  # the same beat seen in two windows (R position jitter of the detector)
 _MAX_PATIENTS = 100_000  # LRU bound on the per-patient beat memory
 _PREDICT_CHUNK = 4096
@@ -45,6 +48,7 @@ class ModelOutputs:
     rhythm_probs: dict[str, float] = field(default_factory=dict)
     vf_score: float | None = None
     vf_seconds: float = 0.0
+    second_lead: ModelOutputs | None = None  # beats, V run and VF of the second lead
 
 
 @dataclass(slots=True)
@@ -241,6 +245,7 @@ class ModelRuntime:
     def forget(self, patient_id: str) -> None:
         """Drop a patient's beat memory (its DSP state was reset or moved to another worker)."""
         self._patients.pop(patient_id, None)
+        self._patients.pop(patient_id + SECOND_LEAD_KEY, None)
 
     def _memory(self, patient_id: str) -> _PatientBeats:
         mem = self._patients.get(patient_id)
@@ -254,7 +259,32 @@ class ModelRuntime:
         return mem
 
     def analyse(self, windows: Sequence[WindowAnalysis]) -> list[ModelOutputs]:
-        """Model outputs for each window (same order), batched across all windows."""
+        """Model outputs for each window (same order), batched across all windows. A window's
+        second lead (``ecg2_input``) goes through the beat and VF models in the same batch,
+        as a stand-in window with its own beat memory and no rhythm model; its outputs are
+        the window's ``second_lead``."""
+        stand_ins: list[WindowAnalysis] = []
+        owners: list[int] = []
+        for wi, w in enumerate(windows):
+            lead = w.ecg2_input
+            if lead is None:
+                continue
+            stand_ins.append(WindowAnalysis(
+                patient_id=w.patient_id + SECOND_LEAD_KEY, t_ms=w.t_ms, window_s=w.window_s,
+                ecg_fs=lead.fs, ecg_window=lead.window, beat_samples=lead.beat_samples,
+                beat_is_new=lead.beat_is_new, rr_history_ms=lead.rr_history_ms,
+                classify_rhythm=False))
+            owners.append(wi)
+        if not stand_ins:
+            return self._analyse_leads(windows)
+        outputs = self._analyse_leads([*windows, *stand_ins])
+        first = outputs[: len(windows)]
+        for wi, second in zip(owners, outputs[len(windows):], strict=True):
+            first[wi].second_lead = second
+        return first
+
+    def _analyse_leads(self, windows: Sequence[WindowAnalysis]) -> list[ModelOutputs]:
+        """Model outputs for each (one-lead) window, batched across all windows."""
         outputs = [ModelOutputs() for _ in windows]
         seg_parts: list[np.ndarray] = []
         rr_parts: list[np.ndarray] = []
@@ -331,7 +361,7 @@ class ModelRuntime:
                 queued.setdefault(w.patient_id, []).extend(float(times[i]) for i in idx)
             crop = x[-pp.RHYTHM_LEN:] if x.size >= pp.RHYTHM_LEN else pp.fit_length(
                 x, pp.RHYTHM_LEN)
-            if x.size >= int(2 * pp.ECG_FS):
+            if x.size >= int(2 * pp.ECG_FS) and w.classify_rhythm:
                 rhythm_rows.append(crop.astype(np.float32))
                 # The window's own beats, shifted like the crop (end-aligned or centred).
                 shift = (x.size - pp.RHYTHM_LEN if x.size >= pp.RHYTHM_LEN

@@ -48,6 +48,16 @@ class EcgFindings:
     rhythm_probs: dict[str, float] = field(default_factory=dict)
     vf_score: float | None = None  # 0..1 from the VF-specific detector
     vf_seconds: float = 0.0  # seconds of the window judged fibrillatory / flutter
+    # Waveform evidence, read when a bedside alarm is verified (models.verifier): the quality
+    # indices behind ``quality`` (stream.dsp.quality) and the spectral SQIs and QRS width of
+    # stream.dsp.morphology. None when not measurable (lead off, too few beats).
+    kurtosis: float | None = None
+    template_corr: float | None = None
+    psqi: float | None = None
+    basqi: float | None = None
+    low_band: float | None = None
+    qrs_width_ms: float | None = None
+    qrs_width_max_ms: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +69,7 @@ class PpgFindings:
     max_pause_s: float | None = None  # longest interval without a pulse
     irregularity: float | None = None
     perfusion_index: float | None = None
+    template_corr: float | None = None  # pulses against their median pulse (quality's basis)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +86,7 @@ class AbpFindings:
     systolic_mmhg: float | None = None
     diastolic_mmhg: float | None = None
     mean_mmhg: float | None = None
+    template_corr: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,8 +114,8 @@ class VitalsFinding:
     t_ms: int  # end of the analysed window (event time)
     window_s: float
     ecg: EcgFindings | None = None
-    # The second ECG lead, when the device sends one: DSP measurements only (beats,
-    # pauses, rates, quality); the model fields stay at their defaults.
+    # The second ECG lead, when the device sends one: the same measurements as the first
+    # (beats, pauses, rates, quality, beat classes and V runs, VF), but no rhythm model.
     ecg2: EcgFindings | None = None
     ppg: PpgFindings | None = None
     resp: RespFindings | None = None

@@ -37,13 +37,14 @@ import numpy as np
 from stream.dsp import hrv
 from stream.dsp.abp import arterial_pressures
 from stream.dsp.filters import StreamingSosFilter, resp_filter
+from stream.dsp.morphology import ecg_morphology
 from stream.dsp.ppg import PulseOutput, StreamingPulseDetector, perfusion_index
 from stream.dsp.quality import ecg_quality, ppg_quality
 from stream.dsp.resp import RespEstimate, breath_amplitude, derived_resp_rate, resp_rate
 from stream.dsp.rpeaks import DetectorOutput, StreamingRPeakDetector
 from stream.findings import AbpFindings, EcgFindings, PpgFindings, RespFindings
 from stream.schema import SampleChunk, Signal
-from stream.window_analysis import WindowAnalysis
+from stream.window_analysis import LeadInput, WindowAnalysis
 from stream.windows import (
     REORDER_HORIZON_S,
     ChunkStatus,
@@ -475,7 +476,9 @@ class PatientMonitor:
         ecg2 = self.tracks[Signal.ECG2]
         if ecg2.fs > 0:
             lead = self._ecg_lead(ecg2, start_ms, end_ms, gaps)
-            wa.ecg2 = None if lead is None else lead.findings
+            if lead is not None:
+                wa.ecg2 = lead.findings
+                wa.ecg2_input = self._model_input(ecg2, lead)
         ppg = self.tracks[Signal.PPG]
         if ppg.fs > 0:
             wa.ppg = self._ppg_findings(ppg, start_ms, end_ms, gaps)
@@ -509,6 +512,7 @@ class PatientMonitor:
         pause = self._pause(tr, events, prev, i0, i1)
         sdnn, rmssd = hrv.hrv_time(rr_s * 1000.0)
         usable = quality.usable and not lead_off
+        shape = None if lead_off or missing.any() else ecg_morphology(raw, bp, fs, idx - i0)
         findings = EcgFindings(
             quality=quality.quality,
             usable=bool(usable),
@@ -522,6 +526,13 @@ class PatientMonitor:
             sdnn_ms=sdnn,
             rmssd_ms=rmssd,
             rr_irregularity=hrv.rr_irregularity(rr_s),
+            kurtosis=_round(quality.kurtosis),
+            template_corr=_round(quality.template_corr),
+            psqi=None if shape is None else shape.psqi,
+            basqi=None if shape is None else shape.basqi,
+            low_band=None if shape is None else shape.low_band,
+            qrs_width_ms=None if shape is None else shape.qrs_width_ms,
+            qrs_width_max_ms=None if shape is None else shape.qrs_width_max_ms,
         )
         return _LeadWindow(findings, i0, i1, bp, idx, events, bool(missing.any()))
 
@@ -533,29 +544,40 @@ class PatientMonitor:
         if lead is None:
             return
         wa.ecg = lead.findings
-        i0, i1, bp, idx, events = lead.i0, lead.i1, lead.filtered, lead.beats, lead.events
-        has_gap, lead_off, fs = lead.has_gap, lead.findings.lead_off, tr.fs
-        wa.ecg_fs = fs
-        # The models run on every window that is not a technical fault, usable or not: a
-        # window mixing sinus and ventricular beats (VT onset) or a fibrillating one has a
-        # poor single-template correlation precisely because of the arrhythmia. Whether a
-        # finding on a poor signal may alarm is each alert type's quality gate to decide.
-        if has_gap or lead_off:
+        wa.ecg_fs = tr.fs
+        model_input = self._model_input(tr, lead)
+        if model_input is None:
             return
-        wa.ecg_window = bp.astype(np.float32)
+        wa.ecg_window = model_input.window
+        wa.beat_samples = model_input.beat_samples
+        wa.beat_is_new = model_input.beat_is_new
+        wa.rr_history_ms = model_input.rr_history_ms
+
+    @staticmethod
+    def _model_input(tr: _Track, lead: _LeadWindow) -> LeadInput | None:
+        """What the beat and VF models need from one lead's window, marking the beats it
+        offers for classification (each beat is offered once). None for a window with a gap
+        or a technical fault.
+
+        The models run on every window that is not a technical fault, usable or not: a
+        window mixing sinus and ventricular beats (VT onset) or a fibrillating one has a
+        poor single-template correlation precisely because of the arrhythmia. Whether a
+        finding on a poor signal may alarm is each alert type's quality gate to decide."""
+        if lead.has_gap or lead.findings.lead_off:
+            return None
+        fs, i0, i1, events = tr.fs, lead.i0, lead.i1, lead.events
         post = round(BEAT_POST_S * fs)
-        wa.beat_samples = idx - i0
         new = np.array([not e.offered and e.index + post <= i1 for e in events], dtype=bool)
         for e, is_new in zip(events, new, strict=True):
             if is_new:
                 e.offered = True
-        wa.beat_is_new = new
         before = [e for e in tr.events if e.index < i0]
         hist = _intervals_s(before[-(RR_HISTORY_BEATS + 1) :], fs) * 1000.0
         if hist.size < RR_HISTORY_BEATS and tr.forgotten_intervals:
             older = np.asarray(tr.forgotten_intervals, dtype=np.float64) * 1000.0 / fs
             hist = np.concatenate([older, hist])
-        wa.rr_history_ms = hist[-RR_HISTORY_BEATS:]
+        return LeadInput(fs, lead.filtered.astype(np.float32), lead.beats - i0, new,
+                         hist[-RR_HISTORY_BEATS:])
 
     @staticmethod
     def _pause(tr: _Track, events: list[_Event], prev: _Event | None, i0: int, i1: int) -> float:
@@ -602,7 +624,8 @@ class PatientMonitor:
         chain = ([prev] if prev is not None else []) + events
         intervals = _intervals_s(chain, tr.fs)
         pause = None if quality.technical_fault else self._pause(tr, events, prev, i0, i1)
-        return _PulseWindow(raw, idx - i0, events, quality.quality, quality.usable, intervals, pause)
+        return _PulseWindow(raw, idx - i0, events, quality.quality, quality.usable, intervals, pause,
+                            _round(quality.template_corr))
 
     def _ppg_findings(
         self, tr: _Track, start_ms: float, end_ms: float, gaps: list[str]
@@ -621,6 +644,7 @@ class PatientMonitor:
             max_pause_s=pw.max_pause_s,
             irregularity=hrv.rr_irregularity(pw.intervals_s) if usable else None,
             perfusion_index=perfusion_index(pw.raw, amplitudes) if usable else None,
+            template_corr=pw.template_corr,
         )
 
     def _abp_findings(
@@ -646,6 +670,7 @@ class PatientMonitor:
             systolic_mmhg=None if shown is None else shown.systolic_mmhg,
             diastolic_mmhg=None if shown is None else shown.diastolic_mmhg,
             mean_mmhg=None if shown is None else shown.mean_mmhg,
+            template_corr=pw.template_corr,
         )
 
     def _resp_findings(self, end_ms: float, gaps: list[str]) -> RespFindings | None:
@@ -743,6 +768,11 @@ class _PulseWindow:
     usable: bool
     intervals_s: np.ndarray
     max_pause_s: float | None
+    template_corr: float | None = None
+
+
+def _round(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(float(value), digits)
 
 
 def _intervals_s(events: list[_Event], fs: float) -> np.ndarray:

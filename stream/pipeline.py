@@ -294,12 +294,23 @@ class VitalsPipeline:
                 vf_score=out.vf_score,
                 vf_seconds=out.vf_seconds,
             )
+        ecg2 = window.ecg2
+        second = out.second_lead
+        if ecg2 is not None and second is not None:
+            ecg2 = replace(
+                ecg2,
+                beat_counts=dict(second.beat_counts),
+                v_run_length=second.v_run_length,
+                v_run_rate_bpm=second.v_run_rate_bpm,
+                vf_score=second.vf_score,
+                vf_seconds=second.vf_seconds,
+            )
         finding = VitalsFinding(
             patient_id=window.patient_id,
             t_ms=window.t_ms,
             window_s=window.window_s,
             ecg=ecg,
-            ecg2=window.ecg2,
+            ecg2=ecg2,
             ppg=window.ppg,
             resp=window.resp,
             abp=window.abp,

@@ -21,7 +21,7 @@ class WindowAnalysis:
     t_ms: int  # end of the window, event time
     window_s: float
     ecg: EcgFindings | None = None  # DSP fields filled; model fields left at defaults
-    ecg2: EcgFindings | None = None  # the second lead: DSP fields only, never classified
+    ecg2: EcgFindings | None = None  # the second lead: DSP fields filled, model fields from ``ecg2_input``
     ppg: PpgFindings | None = None
     resp: RespFindings | None = None
     abp: AbpFindings | None = None
@@ -36,3 +36,21 @@ class WindowAnalysis:
     beat_is_new: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     # RR intervals (ms) of the beats before the window, most recent last, for RR features.
     rr_history_ms: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float64))
+    # The same inputs for the second lead (beat classes, V runs and VF on it; no rhythm
+    # model): a ventricular run or fibrillation that one lead shows as artefact-free while
+    # the other is noisy is judged on both (alarm verification, models.verifier).
+    ecg2_input: LeadInput | None = None
+    # Whether the rhythm model runs on this window (the second lead's stand-in windows that
+    # models.runtime builds from ``ecg2_input`` skip it).
+    classify_rhythm: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class LeadInput:
+    """What the beat and VF models need from one ECG lead over the window."""
+
+    fs: float
+    window: np.ndarray  # band-passed ECG covering the window
+    beat_samples: np.ndarray  # R-peak indices into ``window``
+    beat_is_new: np.ndarray  # beats no earlier window offered for classification
+    rr_history_ms: np.ndarray

@@ -142,3 +142,30 @@ def test_batches_many_patients_in_one_call(runtime: ModelRuntime) -> None:
     assert out[2] == ModelOutputs()
     counts = [sum(o.beat_counts.values()) for i, o in enumerate(out) if i != 2]
     assert len(set(counts)) == 1 and counts[0] == beats.size - 1
+
+
+def test_the_second_lead_is_classified_in_the_same_batch_with_its_own_memory(runtime: ModelRuntime) -> None:
+    from dataclasses import replace
+
+    from stream.window_analysis import LeadInput
+
+    rt = ModelRuntime(runtime.beat_model, runtime.rhythm_model, runtime.vf_model,
+                      runtime.beat_meta, runtime.rhythm_meta)
+    beats = np.arange(100, 40_000, 800.0)
+    fast = np.arange(100, 40_000, 400.0)  # the second lead sees other beats (its own memory)
+    first_total = second_total = 0
+    prev_end = 0
+    for t_ms in range(10_000, 40_001, 2000):
+        w = _synthetic_window("p1", t_ms, beats, new_from_ms=prev_end)
+        lead2 = _synthetic_window("p1", t_ms, fast, new_from_ms=prev_end)
+        prev_end = t_ms
+        w = replace(w, ecg2_input=LeadInput(lead2.ecg_fs or 250.0, lead2.ecg_window, lead2.beat_samples,
+                                            lead2.beat_is_new, lead2.rr_history_ms))
+        out = rt.analyse([w])[0]
+        assert out.second_lead is not None and out.second_lead.second_lead is None
+        assert out.second_lead.rhythm is None and out.second_lead.vf_score is not None  # no rhythm model
+        first_total += sum(out.beat_counts.values())
+        second_total += sum(out.second_lead.beat_counts.values())
+    assert first_total == beats.size - 1 and second_total == fast.size - 1
+    rt.forget("p1")
+    assert rt._patients == {}

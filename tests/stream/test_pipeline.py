@@ -58,7 +58,7 @@ def test_findings_per_patient_per_hop_with_plausible_rates(runtime: ModelRuntime
     assert VitalsFinding.from_json(findings[-1].to_json()) == findings[-1]
     # A field a newer worker added (rolling upgrade) does not make the finding unreadable.
     newer = json.loads(findings[-1].to_json())
-    newer["ecg"]["qrs_width_ms"] = 92.0
+    newer["ecg"]["st_deviation_mv"] = 0.12
     newer["future_signal"] = {"x": 1}
     assert VitalsFinding.from_dict(newer) == findings[-1]
 
