@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, replace
-from functools import cache
 from typing import Any
 
 from alerting.actions import ActionKind, CareAction
@@ -66,12 +65,15 @@ from alerting.verification import (
     VERIFY_KEEP_S,
     VERIFY_TIMEOUT_S,
     DeviceAlarmDecision,
-    Mark,
     Verdict,
     WindowCheck,
-    judge_alarm,
+    decide_alarm,
+    default_verifier,
 )
-from stream.device_alarm import VERIFIABLE_ALARM_TYPES, DeviceAlarm
+from models.verifier import NORMAL_BEATS_RUN as VT_NORMAL_RUN_BEATS
+from models.verifier import VF_ORGANISED_S
+from models.verifier_features import window_evidence
+from stream.device_alarm import DeviceAlarm
 from stream.findings import AbpFindings, EcgFindings, PpgFindings, VitalsFinding
 
 DEFAULT_CONFIG = AlertConfig()
@@ -125,8 +127,8 @@ class PatientAlertState:
     contradicted: dict[str, int] = field(default_factory=dict)  # by the other signal or the rhythm
     gated: dict[str, int] = field(default_factory=dict)  # by poor signal quality
     duplicates: int = 0
-    # Bedside-monitor alarms (alerting/verification.py): the recent windows judged against
-    # them, the alarms waiting for the findings that cover them, the ids already decided
+    # Bedside-monitor alarms (alerting/verification.py): the recent windows' evidence rows,
+    # the alarms waiting for the findings that cover them, the ids already decided
     # (idempotence), and how many were confirmed / suppressed / unverifiable.
     checks: tuple[WindowCheck, ...] = ()
     pending_alarms: tuple[DeviceAlarm, ...] = ()
@@ -414,19 +416,25 @@ FLUTTER_VF_S = 4.0
 FLUTTER_MIN_V_BEATS = 3
 
 
-def _second_lead_without_run(f: VitalsFinding, min_rate: float) -> str | None:
+def _second_lead_without_run(f: VitalsFinding, min_rate: float, *, flutter: bool) -> str | None:
     """The run criterion counts 5 ventricular beats faster than ``min_rate`` on the first
-    lead. A clean second lead (usable: its complexes match their template) that saw no 5
-    consecutive beats faster than that in the same window contradicts it: the "beats" were
-    noise or artefact on the first lead (CinC 2015 v513l). A real run shows on both leads;
-    during one the second lead's template breaks, and an unusable lead contradicts nothing.
-    Not applied to the flutter-like rule, whose point is that QRS detection undercounts."""
+    lead. A clean second lead (usable: its complexes match their template) with normal
+    beats in the same window contradicts it: no 5 consecutive beats faster than that and no
+    ventricular run of more than a couplet (its own beat classes); against the flutter-like
+    rule (``flutter``), no fibrillatory stretch either. The "run" was noise or artefact on
+    the first lead (CinC 2015 v513l, v282s, v359l). A real run shows on both leads; during
+    one the second lead's template breaks, and an unusable lead contradicts nothing. The
+    same evidence suppresses a bedside VT alarm (models.verifier)."""
     second = f.ecg2
     if second is None or second.lead_off or not second.usable or second.hr_max_5beats is None:
         return None
-    if second.hr_max_5beats <= min_rate:
-        return f"the second lead shows no 5 beats faster than {second.hr_max_5beats:.0f} bpm"
-    return None
+    if second.hr_max_5beats > min_rate:
+        return None
+    if second.beat_counts and second.v_run_length > VT_NORMAL_RUN_BEATS:
+        return None
+    if flutter and second.vf_score is not None and second.vf_seconds >= VF_ORGANISED_S:
+        return None
+    return (f"the second lead shows normal beats, no 5 faster than {second.hr_max_5beats:.0f} bpm")
 
 
 def _assess_vtach(f: VitalsFinding, s: TypeSettings, level: int) -> Assessment:
@@ -437,16 +445,18 @@ def _assess_vtach(f: VitalsFinding, s: TypeSettings, level: int) -> Assessment:
         return UNKNOWN  # beats found but not classified: no beat model output
     run, rate = ecg.v_run_length, ecg.v_run_rate_bpm
     min_rate = s.secondary_threshold or 0.0
-    run_met = met = run >= s.threshold and rate is not None and rate > min_rate
+    met = run >= s.threshold and rate is not None and rate > min_rate
     clear = s.clear_threshold is None or run < s.clear_threshold
     rate_txt = f" at {rate:.0f} bpm" if rate is not None else ""
     msg = f"ventricular tachycardia: run of {run} ventricular beats{rate_txt}"
     n_v = ecg.beat_counts.get("V", 0)
+    flutter = False
     if not met and ecg.vf_seconds >= FLUTTER_VF_S and n_v >= FLUTTER_MIN_V_BEATS:
+        flutter = True
         met, clear = True, False
         msg = (f"ventricular tachycardia: flutter-like ventricular rhythm for {ecg.vf_seconds:.0f} s, "
                f"{n_v} of the newest beats ventricular (QRS detection undercounts it)")
-    contradiction = _second_lead_without_run(f, min_rate) if run_met else None
+    contradiction = _second_lead_without_run(f, min_rate, flutter=flutter) if met else None
     return _finish(met, met, clear, float(run), msg, s, gate=_ecg_quality_problem(ecg, s),
                    contradiction=contradiction)
 
@@ -688,13 +698,6 @@ def _assess(alert_type: AlertType, f: VitalsFinding, s: TypeSettings, level: int
     return UNKNOWN  # device_silent: decided by process_tick
 
 
-@cache
-def _confirm_settings(s: TypeSettings) -> TypeSettings:
-    """The type's settings with its confirm bound as the threshold (cached: settings are
-    immutable, and every finding is checked against five types)."""
-    return s if s.confirm_threshold is None else replace(s, threshold=s.confirm_threshold)
-
-
 # ---------------------------------------------------------------------- the machine
 
 
@@ -787,29 +790,10 @@ class _Run:
 
     # ------------------------------------------------------------- bedside alarms
 
-    def check_window(self, f: VitalsFinding, state: PatientAlertState,
-                     assessed: dict[AlertType, Assessment]) -> None:
-        """Judge this window once against every verifiable alarm type, at the confirm
-        bounds, and keep it for alarms that arrive later (see alerting/verification.py).
-        ``assessed``: this window's own assessments (high priority: never budget-adapted),
-        reused for the types whose confirm bound is their alarm threshold."""
-        marks, values = [], []
-        for name in VERIFIABLE_ALARM_TYPES:
-            alert_type = AlertType(name)
-            own = self.config.settings(alert_type)
-            confirm = _confirm_settings(own)
-            a = assessed.get(alert_type) if confirm is own else None
-            if a is None:
-                a = _assess(alert_type, f, confirm, 0, state)
-            if a.met is None:
-                mark = Mark.GATED if a.gated else Mark.UNKNOWN
-            elif a.met:
-                mark = Mark.MET
-            else:
-                mark = Mark.CONTRADICTED if a.contradicted else Mark.NOT_MET
-            marks.append(mark.value)
-            values.append(None if a.value is None else round(a.value, 2))
-        self.checks.append(WindowCheck(f.t_ms, "".join(marks), tuple(values)))
+    def check_window(self, f: VitalsFinding) -> None:
+        """Keep this window's evidence row for alarms that arrive later (see
+        alerting/verification.py)."""
+        self.checks.append(WindowCheck(f.t_ms, window_evidence(f)))
         oldest = f.t_ms - round(VERIFY_KEEP_S * 1000)
         self.checks = [c for c in self.checks if c.t_ms >= oldest]
 
@@ -832,43 +816,36 @@ class _Run:
 
     def decide(self, alarm: DeviceAlarm, decide_ms: int) -> None:
         kind = AlertType(alarm.alarm_type)
-        s = self.config.settings(kind)
-        bound = s.confirm_threshold if s.confirm_threshold is not None else s.threshold
-        assert bound is not None
         ep = self.episodes.get(kind.value)
-        extra = (f" at > {s.secondary_threshold:g} bpm, or a flutter-like ventricular rhythm"
-                 if kind is T.VTACH and s.secondary_threshold is not None else "")
-        j = judge_alarm(alarm, self.checks, decide_ms=decide_ms, confirm_bound=bound,
-                        windows_needed=s.persistence_k, bound_extra=extra)
+        model = default_verifier() if self.config.learned_verifier else None
+        v = decide_alarm(alarm, self.checks, decide_ms, model)
         label = f"bedside monitor {alarm.label or kind.value} alarm"
         alert_id: str | None = None
         note = ""
-        if j.verdict is Verdict.CONFIRMED:
-            message = f"{label} confirmed: {j.reason}"
+        if v.verdict is Verdict.SUPPRESSED:
+            if ep is not None:
+                # Raised on the pipeline's own evidence and still open (going on, or latched
+                # awaiting an acknowledgement): the care team already has it.
+                alert_id = ep.alert_id
+                state = "" if ep.condition_active else ", its condition over, awaiting acknowledgement"
+                note = f"the pipeline's own {kind.value} alert {ep.alert_id} is open{state}: {ep.message}"
+        else:
+            # Confirmed, or not verifiable either way: the monitor saw something, and nothing
+            # says it is false, so the alarm reaches the care team at its own priority.
+            word = "confirmed" if v.verdict is Verdict.CONFIRMED else "not verifiable"
+            message = f"{label} {word}: {v.reason}"
             if ep is None:
-                self.raise_alert(kind, alarm.t_ms, decide_ms, j.value, message, False)
+                self.raise_alert(kind, alarm.t_ms, decide_ms, v.value, message, False)
             elif not ep.condition_active:  # latched after an earlier event: it recurred
-                obs = Observed(decide_ms, j.value, message, CATALOGUE[kind].priority.value)
+                obs = Observed(decide_ms, v.value, message, CATALOGUE[kind].priority.value)
                 new, ems = transition(ep, obs, decide_ms, update_min_change=self.config.update_min_change,
                                       lower_is_worse=kind is T.EXTREME_BRADY)
                 self.apply(kind.value, new, ems)
             alert_id = self.episodes[kind.value].alert_id
-        elif ep is not None:
-            # Raised on earlier evidence and still open (going on, or latched awaiting an
-            # acknowledgement): the care team already has it.
-            alert_id = ep.alert_id
-            state = "" if ep.condition_active else ", its condition over, awaiting acknowledgement"
-            note = f"the pipeline's own {kind.value} alert {ep.alert_id} is open{state}: {ep.message}"
-        elif j.verdict is Verdict.UNVERIFIABLE:
-            if T.POOR_SIGNAL.value not in self.episodes:
-                self.raise_alert(T.POOR_SIGNAL, alarm.t_ms, decide_ms, None,
-                                 f"poor signal: {label} not verifiable: {j.reason} - check the sensors",
-                                 False)
-            alert_id = self.episodes[T.POOR_SIGNAL.value].alert_id
-        self.emissions.append(DeviceAlarmDecision(alarm, j.verdict, decide_ms, j.reason, j.value,
-                                                  j.windows_judged, alert_id, note))
+        self.emissions.append(DeviceAlarmDecision(alarm, v.verdict, decide_ms, v.reason, v.value, v.windows,
+                                                  alert_id, note, v.p_true, model.version if model else ""))
         self.decided = [*self.decided, alarm.alarm_id][-DECIDED_KEEP:]
-        self.device_alarms[j.verdict.value] = self.device_alarms.get(j.verdict.value, 0) + 1
+        self.device_alarms[v.verdict.value] = self.device_alarms.get(v.verdict.value, 0) + 1
 
     def result(self, **changes: Any) -> tuple[PatientAlertState, list[Emission]]:
         state = replace(
@@ -911,7 +888,6 @@ def process_finding(
         state = replace(state, **trend_changes)
         run.state = state
 
-    assessed: dict[AlertType, Assessment] = {}
     gated: list[str] = []
     for alert_type, d in CATALOGUE.items():
         s = cfg.settings(alert_type)
@@ -919,7 +895,6 @@ def process_finding(
             continue
         level = run.level_for(alert_type)
         a = _assess(alert_type, finding, s, level, state)
-        assessed[alert_type] = a
         if a.gated:
             gated.append(f"{alert_type.value} criterion met on a poor signal ({a.gated})")
             run.bump("gated", alert_type.value)
@@ -971,7 +946,7 @@ def process_finding(
 
     run.update_budget(now)
     run.tick_episodes(now)
-    run.check_window(finding, state, assessed)
+    run.check_window(finding)
     if run.pending:
         run.decide_due(now)
     return run.result(last_t_ms=now, **trend_changes)

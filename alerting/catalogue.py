@@ -122,9 +122,6 @@ class TypeSettings:
     # Per-patient alert budget: threshold moves this far away from normal per budget level
     # (medium/low types only; high priority is never adapted).
     budget_step: float = 0.0
-    # Bound at which the pipeline's measurements confirm the bedside monitor's own alarm of
-    # this type (alerting/verification.py); None = the alarm threshold itself.
-    confirm_threshold: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -207,14 +204,7 @@ HIGH_PRIORITY_TYPES = tuple(t for t, d in CATALOGUE.items() if d.priority is Pri
 S = TypeSettings
 C = Corroboration
 DEFAULT_TYPE_SETTINGS: dict[AlertType, TypeSettings] = {
-    # Confirm bounds (a bedside monitor's own alarm, alerting/verification.py): a pause of
-    # >= 3 s is already clinically significant (ACC/AHA/HRS 2018 bradycardia guideline:
-    # pauses > 3 s), and a rate past the sustained brady/tachycardia limits (50 / 120 bpm,
-    # below) is a brady/tachycardic patient; the exact 40 / 140 cut-offs are where two rate
-    # algorithms disagree. The ventricular types confirm only at their own definitions:
-    # their false alarms are artefact, which looser bounds would let through.
-    AlertType.ASYSTOLE: S(threshold=4.0, clear_threshold=3.0, corroboration=C.SUPPRESS,
-                          confirm_threshold=3.0),
+    AlertType.ASYSTOLE: S(threshold=4.0, clear_threshold=3.0, corroboration=C.SUPPRESS),
     # VF destroys the QRS template the quality index relies on, so only a technical fault
     # (lead off, flat, clipped) gates it, never "poor quality". Because noise is not gated
     # out, one window is not enough: the VF detector must report >= 4 s of VF in two
@@ -227,14 +217,13 @@ DEFAULT_TYPE_SETTINGS: dict[AlertType, TypeSettings] = {
     # run criterion is contradicted by a clean second lead without 5 beats > 100 bpm.
     AlertType.VTACH: S(threshold=5, clear_threshold=3, secondary_threshold=100.0,
                        min_quality=0.3, require_usable=False, corroboration=C.SUPPRESS),
-    AlertType.EXTREME_BRADY: S(threshold=40.0, clear_threshold=45.0, corroboration=C.SUPPRESS,
-                               confirm_threshold=50.0),
+    AlertType.EXTREME_BRADY: S(threshold=40.0, clear_threshold=45.0, corroboration=C.SUPPRESS),
     # A PPG pulse rate below the ECG rate must not silence extreme tachycardia: in fast
     # (especially irregular or ventricular) rhythms short-filled beats eject too little to
     # make a pulse wave (pulse deficit), so the PPG undercounts precisely when the ECG is
     # right. The disagreement is stated and the alert shown at medium priority instead.
     AlertType.EXTREME_TACHY: S(threshold=140.0, clear_threshold=130.0,
-                               corroboration=C.DOWNGRADE, confirm_threshold=120.0),
+                               corroboration=C.DOWNGRADE),
     # Termination needs 30 s without AF (15 windows), as an episode needs ~30 s to count:
     # a rhythm model hovering around the threshold otherwise ends and restarts the same
     # episode (MIT-BIH 215, frequent ectopy: 10 alerts in 30 min with 10 s, 2 with 30 s).
@@ -299,6 +288,9 @@ class AlertConfig:
     # An open alert gets an "updated" emission when its value worsens by this fraction of
     # the last reported value (or its priority changes), not on every window.
     update_min_change: float = 0.1
+    # Bedside-monitor alarms (alerting/verification.py): whether the learned verifier may
+    # suppress beyond the fixed evidence rules (False: the rules alone decide).
+    learned_verifier: bool = True
     patient_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

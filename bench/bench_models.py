@@ -3,7 +3,9 @@
 Prints, side by side in one run: ms per item for the beat model and the rhythm model at
 batch sizes 1, 64 and 512, ms per window for the whole ``ModelRuntime.analyse`` path
 (band-pass, segments, both models, S expert, VF features) next to the same path without
-the S expert (its cost as a ratio), and the real-time patients per core
+the S expert (its cost as a ratio) and with a second ECG lead classified alongside (beats,
+V runs and VF on both leads, as ICU patients with two leads get; its cost as a ratio), and
+the real-time patients per core
 assuming ~1.2 beats/s per patient and one 10-s rhythm window per 2-s hop.
 
 Run: ``.venv/bin/python bench/bench_models.py [--json]`` (single torch thread = one core).
@@ -20,7 +22,7 @@ import torch
 
 from models import preprocess as pp
 from models.runtime import ModelRuntime
-from stream.window_analysis import WindowAnalysis
+from stream.window_analysis import LeadInput, WindowAnalysis
 
 BATCHES = (1, 64, 512)
 BEATS_PER_S = 1.2
@@ -55,6 +57,16 @@ def _window(patient: str, t_ms: int, rng: np.random.Generator) -> WindowAnalysis
                           rr_history_ms=np.full(60, rr * 1000))
 
 
+def _with_second_lead(w: WindowAnalysis, rng: np.random.Generator) -> WindowAnalysis:
+    """The window with another synthetic lead of the same beats as its second lead."""
+    other = _window(w.patient_id, w.t_ms, rng)
+    assert other.ecg_window is not None and other.ecg_fs is not None
+    lead = LeadInput(other.ecg_fs, other.ecg_window, other.beat_samples, other.beat_is_new, other.rr_history_ms)
+    return WindowAnalysis(patient_id=w.patient_id, t_ms=w.t_ms, window_s=w.window_s, ecg_fs=w.ecg_fs,
+                          ecg_window=w.ecg_window, beat_samples=w.beat_samples, beat_is_new=w.beat_is_new,
+                          rr_history_ms=w.rr_history_ms, ecg2_input=lead)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--json", action="store_true")
@@ -80,8 +92,10 @@ def main() -> None:
             runtime._patients.clear()  # every call classifies the same new beats again
             runtime.analyse(windows)
 
+        two_leads = [_with_second_lead(w, rng) for w in windows]
         t_an = _time(run_analyse)
         t_an_cnn = _time(lambda windows=windows: run_analyse(windows, rt_cnn_s))
+        t_an_two = _time(lambda windows=two_leads: run_analyse(windows))
         rows.append({
             "batch": b,
             "beat_ms_per_beat": round(1000 * t_beat / b, 4),
@@ -89,6 +103,8 @@ def main() -> None:
             "analyse_ms_per_window": round(1000 * t_an / b, 3),
             "analyse_without_s_expert_ms_per_window": round(1000 * t_an_cnn / b, 3),
             "s_expert_cost_ratio": round(t_an / t_an_cnn, 3),
+            "analyse_two_leads_ms_per_window": round(1000 * t_an_two / b, 3),
+            "second_lead_cost_ratio": round(t_an_two / t_an, 3),
         })
     big = rows[-1]
     model_only_ms_per_patient_s = (BEATS_PER_S * big["beat_ms_per_beat"]
@@ -101,21 +117,24 @@ def main() -> None:
         "assumptions": {"beats_per_s_per_patient": BEATS_PER_S, "hop_s": HOP_S},
         "patients_per_core_models_only": int(1000 / model_only_ms_per_patient_s),
         "patients_per_core_full_analyse": int(1000 / full_ms_per_patient_s),
+        "patients_per_core_full_analyse_two_leads": int(1000 / (big["analyse_two_leads_ms_per_window"] / HOP_S)),
     }
     if args.json:
         print(json.dumps(result, indent=2))
         return
     print(f"model {rt.model_version}, {result['torch_threads']} torch thread")
     print(f"{'batch':>6} {'beat ms/beat':>14} {'rhythm ms/win':>14} {'analyse ms/win':>15} "
-          f"{'w/o S expert':>13} {'ratio':>6}")
+          f"{'w/o S expert':>13} {'ratio':>6} {'two leads':>10} {'ratio':>6}")
     for r in rows:
         print(f"{r['batch']:>6} {r['beat_ms_per_beat']:>14.4f} {r['rhythm_ms_per_window']:>14.3f} "
               f"{r['analyse_ms_per_window']:>15.3f} "
               f"{r['analyse_without_s_expert_ms_per_window']:>13.3f} "
-              f"{r['s_expert_cost_ratio']:>6.3f}")
+              f"{r['s_expert_cost_ratio']:>6.3f} {r['analyse_two_leads_ms_per_window']:>10.3f} "
+              f"{r['second_lead_cost_ratio']:>6.3f}")
     print(f"real-time patients per core (batch 512): models only "
           f"{result['patients_per_core_models_only']}, full analyse "
-          f"{result['patients_per_core_full_analyse']}")
+          f"{result['patients_per_core_full_analyse']} (one lead), "
+          f"{result['patients_per_core_full_analyse_two_leads']} (two leads)")
 
 
 if __name__ == "__main__":

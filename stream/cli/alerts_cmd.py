@@ -257,7 +257,8 @@ def device_alarms(
     as_json: bool = typer.Option(False, "--json", help="JSON array."),
 ) -> None:
     """The bedside monitors' own alarms and what the aggregator made of them: confirmed
-    (raised as the alert shown), suppressed (why) or unverifiable (a technical alert)."""
+    (raised as the alert shown), suppressed (the evidence, the verifier's p(true)) or
+    unverifiable (raised too, saying it could not be verified)."""
     store, _ = _store()
     rows = [d for d in store.device_alarms(patient, limit) if verdict is None or d.get("verdict") == verdict]
     if as_json:
@@ -267,7 +268,7 @@ def device_alarms(
         out.print("no device alarms")
         return
     table = Table()
-    for col in ("alarm time", "patient", "alarm", "verdict"):
+    for col in ("alarm time", "patient", "alarm", "verdict", "p(true)"):
         table.add_column(col, no_wrap=True)
     table.add_column("reason", overflow="fold", ratio=1)
     table.add_column("alert", no_wrap=True)
@@ -275,6 +276,7 @@ def device_alarms(
         label = d.get("label") or d.get("alarm_type", "")
         table.add_row(_time(int(d["t_ms"])), escape(d.get("patient_id", "")), escape(label),
                       _styled(d.get("verdict", ""), VERDICT_STYLE.get(d.get("verdict", ""))),
+                      d.get("p_true", ""),
                       escape(d.get("reason", "") + (f"; {d['note']}" if d.get("note") else "")),
                       d.get("alert_id", ""))
     out.print(table)

@@ -11,6 +11,7 @@ from stream.cli import (
     models_cmd,
     replay_cmd,
     services_cmd,
+    verifier_cmd,
     worker_cmd,
 )
 
@@ -43,6 +44,7 @@ eval_app.command("rhythm")(models_cmd.eval_rhythm)
 train_app.command("beats")(models_cmd.train_beats)
 train_app.command("sveb")(models_cmd.train_sveb)
 train_app.command("rhythm")(models_cmd.train_rhythm)
+train_app.command("verifier")(verifier_cmd.train_verifier)
 
 if __name__ == "__main__":
     app()

@@ -35,6 +35,16 @@ from stream.replay.replayer import ReplayStats, prepare_replay, record_device_al
 from stream.schema import SampleChunk
 
 
+@dataclass
+class InProcessResult:
+    alerts: dict[str, list[scoring.AlertSpan]]  # per patient
+    findings: dict[str, list[Any]]  # FindingRecord summaries per patient
+    stats: ReplayStats
+    decisions: list[DeviceAlarmDecision]  # on the bedside monitors' alarms
+    # Full VitalsFindings near each bedside alarm, per patient (``capture_s``).
+    alarm_findings: dict[str, list[Any]]
+
+
 @dataclass(frozen=True)
 class _Job:
     patients: tuple[tuple[str, tuple[SampleChunk, ...]], ...]  # (patient id, its chunks)
@@ -42,12 +52,17 @@ class _Job:
     window_s: float
     hop_s: float
     alert_config_json: str
+    # Keep the full findings that end within this many seconds before each bedside alarm
+    # (and the window covering it): the training data of the alarm verifier.
+    capture_s: float = 0.0
+    feed_alarms: bool = True  # False: the alarms only mark what to capture
 
 
 _runtime: Any = None  # one ModelRuntime per worker process, loaded by its first job
 
 
-def _run_job(job: _Job) -> tuple[dict[str, list[Any]], dict[str, list[Any]], list[DeviceAlarmDecision]]:
+def _run_job(job: _Job) -> tuple[dict[str, list[Any]], dict[str, list[Any]], list[DeviceAlarmDecision],
+                                 dict[str, list[Any]]]:
     """In a worker process: each record of the job as its own patient. A record is pushed
     whole, so all its windows go through the models in one batch where the agent batches
     per poll; the runtime's per-patient beat memory makes the results independent of that."""
@@ -68,14 +83,18 @@ def _run_job(job: _Job) -> tuple[dict[str, list[Any]], dict[str, list[Any]], lis
     findings: dict[str, list[FindingRecord]] = {}
     emissions: dict[str, list[Any]] = {}
     decisions: list[DeviceAlarmDecision] = []
+    captured: dict[str, list[Any]] = {}
     for patient_id, chunks in job.patients:
         state = PatientAlertState.new(patient_id)
         produced = pipeline.process(chunks)
         produced += pipeline.assemble(pipeline.flush(patient_id))
+        if job.capture_s > 0:
+            captured[patient_id] = _near_alarms(produced, job.alarms.get(patient_id, ()), job.capture_s,
+                                                job.hop_s)
         by_alert: dict[str, list[Any]] = {}
         # A bedside alarm goes in before the findings that cover its instant, as it reaches a
         # live worker (the gateway forwards it at once; the findings lag the samples).
-        alarms = sorted(job.alarms.get(patient_id, ()), key=lambda a: a.t_ms)
+        alarms = sorted(job.alarms.get(patient_id, ()), key=lambda a: a.t_ms) if job.feed_alarms else []
         for f in produced:
             findings.setdefault(f.patient_id, []).append(FindingRecord.of(f))
             while alarms and alarms[0].t_ms <= f.t_ms:
@@ -90,7 +109,14 @@ def _run_job(job: _Job) -> tuple[dict[str, list[Any]], dict[str, list[Any]], lis
             _collect(ems, by_alert, decisions)
         emissions[patient_id] = list(by_alert.values())
         pipeline.forget(patient_id)
-    return findings, emissions, decisions
+    return findings, emissions, decisions, captured
+
+
+def _near_alarms(findings: Sequence[Any], alarms: Sequence[DeviceAlarm], capture_s: float,
+                 hop_s: float) -> list[Any]:
+    """The findings ending in ``[t - capture_s, t + hop]`` of any alarm instant t."""
+    spans = [(a.t_ms - round(capture_s * 1000), a.t_ms + round(hop_s * 1000)) for a in alarms]
+    return [f for f in findings if any(lo <= f.t_ms <= hi for lo, hi in spans)]
 
 
 def _collect(emissions: Sequence[Any], by_alert: dict[str, list[Any]], decisions: list[DeviceAlarmDecision]) -> None:
@@ -111,10 +137,11 @@ def run_in_process(
     jobs: int | None = None,
     progress: Any = None,
     device_alarms: bool = True,
-) -> tuple[dict[str, list[scoring.AlertSpan]], dict[str, list[Any]], ReplayStats, list[DeviceAlarmDecision]]:
-    """Returns (alert spans per patient, findings per patient, replay stats, decisions on the
-    bedside monitors' alarms). ``device_alarms``: replay the alarms the recordings' monitors
-    raised (CinC 2015), as the gateway forwards them."""
+    capture_s: float = 0.0,
+) -> InProcessResult:
+    """Replay ``recordings`` through the pipeline and the aggregator. ``device_alarms``: replay
+    the alarms the recordings' monitors raised (CinC 2015), as the gateway forwards them;
+    ``capture_s``: also return the full findings of the ``capture_s`` before each alarm."""
     stop_of = {r.patient_id: stop for r, stop in zip(recordings, stops, strict=True)}
     started = time.monotonic()
     # The same chunks the broker route publishes, cut once here.
@@ -131,14 +158,16 @@ def run_in_process(
     size = max(1, min(8, len(recordings) // (jobs * 4) or 1))
     items = [(pid, tuple(cs)) for pid, cs in per_patient.items()]
     alarms = {r.patient_id: tuple(record_device_alarms(r, base_ms, stop_of[r.patient_id]))
-              for r in recordings} if device_alarms else {}
+              for r in recordings} if device_alarms or capture_s else {}
     batches = [
-        _Job(part, {pid: alarms[pid] for pid, _ in part if alarms.get(pid)}, window_s, hop_s, config_json)
+        _Job(part, {pid: alarms[pid] for pid, _ in part if alarms.get(pid)}, window_s, hop_s, config_json,
+             capture_s, device_alarms)
         for part in (tuple(items[i : i + size]) for i in range(0, len(items), size))
     ]
     alerts: dict[str, list[scoring.AlertSpan]] = {r.patient_id: [] for r in recordings}
     findings: dict[str, list[Any]] = {}
     decisions: list[DeviceAlarmDecision] = []
+    alarm_findings: dict[str, list[Any]] = {}
     done = 0
     if progress:
         progress("records (in process)", 0, len(recordings))
@@ -146,8 +175,9 @@ def run_in_process(
     with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
         futures = {pool.submit(_run_job, b): len(b.patients) for b in batches}
         for fut in as_completed(futures):
-            job_findings, job_emissions, job_decisions = fut.result()
+            job_findings, job_emissions, job_decisions, job_captured = fut.result()
             findings.update(job_findings)
+            alarm_findings.update(job_captured)
             decisions.extend(job_decisions)
             for pid, per_alert in job_emissions.items():
                 # The last snapshot is the alert as the store keeps it; the sequence is its
@@ -161,4 +191,5 @@ def run_in_process(
             if progress:
                 progress("records (in process)", done, len(recordings))
     stats.wall_s = round(time.monotonic() - started, 3)
-    return alerts, findings, stats, sorted(decisions, key=lambda d: (d.alarm.patient_id, d.alarm.t_ms))
+    decisions.sort(key=lambda d: (d.alarm.patient_id, d.alarm.t_ms))
+    return InProcessResult(alerts, findings, stats, decisions, alarm_findings)

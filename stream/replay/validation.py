@@ -706,7 +706,7 @@ def _run_in_process(
     from stream.replay.in_process import run_in_process
 
     end_s = suite_end_s(suite)
-    alerts, findings, stats, decisions = run_in_process(
+    result = run_in_process(
         recordings,
         stops=[end_s(r) for r in recordings],
         window_s=settings.window_s,
@@ -716,8 +716,9 @@ def _run_in_process(
         progress=progress,
         device_alarms=device_alarms,
     )
-    drain = {"mode": "in-process, no transport", **findings_completeness(findings)}
-    return RunOutput(alerts, findings, stats.base_ms, stats, drain, [d.to_dict() for d in decisions])
+    drain = {"mode": "in-process, no transport", **findings_completeness(result.findings)}
+    return RunOutput(result.alerts, result.findings, result.stats.base_ms, result.stats, drain,
+                     [d.to_dict() for d in result.decisions])
 
 
 def _alerts_by_type(out: RunOutput) -> dict[str, int]:

@@ -652,19 +652,25 @@ def test_vtach_from_a_flutter_like_ventricular_rhythm_the_detector_undercounts()
 
 
 def test_vtach_run_needs_the_second_lead_not_to_contradict_it() -> None:
-    """Noise on the first lead classified as a ventricular run: a clean second lead without
-    5 beats faster than 100 bpm suppresses it; a fast, an unusable or no second lead does not."""
+    """Noise on the first lead classified as a ventricular run: a clean second lead with
+    normal beats (no 5 faster than 100 bpm, no run beyond a couplet) suppresses it; a fast,
+    an unusable, a running or no second lead does not."""
     run6 = ecg(beat_counts={"N": 6, "V": 6}, v_run_length=6, v_run_rate_bpm=150.0)
     state, out = run([finding(0, ecg=run6, ecg2=ecg(hr_max_5beats=88.0))])
     assert out == [] and state.contradicted["vtach"] == 1
     for second in (ecg(hr_max_5beats=148.0), ecg(hr_max_5beats=88.0, usable=False, quality=0.4),
-                   ecg(lead_off=True), None):
+                   ecg(lead_off=True), None,
+                   ecg(hr_max_5beats=88.0, beat_counts={"N": 7, "V": 3}, v_run_length=3)):
         _, out = run([finding(0, ecg=run6, ecg2=second)])
         assert [(e.type, e.priority) for e in out] == [("vtach", "high")], second
-    # The flutter-like rule exists because QRS detection undercounts: no veto there.
+    # The flutter-like rule (QRS detection undercounts a fast ventricular rhythm): a second
+    # lead with its own flutter-like stretch does not veto it; one with clean, slow, normal
+    # beats does (CinC 2015 v282s, v359l: artefact on the first lead).
     undercounted = ecg(beat_counts={"V": 3}, v_run_length=5, v_run_rate_bpm=75.0, vf_seconds=5.0)
-    _, out = run([finding(0, ecg=undercounted, ecg2=ecg(hr_max_5beats=80.0))])
+    _, out = run([finding(0, ecg=undercounted, ecg2=ecg(hr_max_5beats=80.0, vf_seconds=5.0, vf_score=0.9))])
     assert [e.type for e in out] == ["vtach"]
+    _, out = run([finding(0, ecg=undercounted, ecg2=ecg(hr_max_5beats=80.0))])
+    assert out == []
 
 
 def test_extreme_brady_definition() -> None:

@@ -70,13 +70,14 @@ def test_tail_no_follow(env: RedisAlertStore) -> None:
 def test_device_alarms_lists_each_decision_with_its_reason(env: RedisAlertStore) -> None:
     from tests.alerting.test_verification import alarm, feed, tachy_windows
 
-    _, confirmed = feed([*tachy_windows(6, 127.0), alarm("extreme_tachy", 5, label="HR HIGH")])
+    _, confirmed = feed([*tachy_windows(6, 150.0), alarm("extreme_tachy", 5, label="HR HIGH")])
     _, suppressed = feed([*tachy_windows(6, 90.0), alarm("asystole", 5, label="ASYSTOLE")])
     env.apply(confirmed + suppressed)
     result = runner.invoke(app, ["alerts", "device-alarms", "--patient", "p1"])
     assert result.exit_code == 0, result.output
     assert "HR HIGH" in result.output and "confirmed" in result.output
     assert "ASYSTOLE" in result.output and "longest interval without a QRS" in result.output
+    assert "p(true)" in result.output
     result = runner.invoke(app, ["alerts", "device-alarms", "--verdict", "suppressed", "--json"])
     rows = json.loads(result.output)
     assert [r["label"] for r in rows] == ["ASYSTOLE"] and rows[0]["alert_id"] == ""

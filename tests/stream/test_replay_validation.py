@@ -205,3 +205,21 @@ def test_arterial_line_and_second_lead_on_real_asystole_alarms(data_dir: Path, t
     outcomes = {d["record"]: d["outcome"] for d in metrics["decisions"]}
     assert outcomes == {"a109l": "TN", "a639l": "TP"}
     assert "asystole" not in [alert[0] for alert in metrics["alerts"]["a109l"]]
+
+
+def test_bedside_alarms_on_real_records_are_suppressed_only_on_evidence(data_dir: Path, tmp_path: Path) -> None:
+    """Three CinC 2015 alarms through the in-process pipeline and the aggregator: b227l, a
+    true extreme bradycardia at 39 bpm on both clean leads, is confirmed (the PPG must not
+    overrule it); v607l, a true VT with a run on both leads, is confirmed; v282s, a false VT
+    whose "run" is on the first lead while the clean second lead shows normal beats at 75 bpm,
+    is suppressed, saying so, and the pipeline's own VT detection does not raise it either."""
+    from stream.replay.validation import run_validation
+
+    metrics = run_validation(
+        "challenge2015", data_dir / "challenge2015", tmp_path, ["b227l", "v607l", "v282s"], in_process=True, jobs=1
+    )
+    decided = {d["record"]: d for d in metrics["decisions"]}
+    assert {r: d["device_alarm"] for r, d in decided.items()} == {
+        "b227l": "confirmed", "v607l": "confirmed", "v282s": "suppressed"}
+    assert decided["v282s"]["reason"].startswith("evidence it is false: the second ECG lead was clean throughout")
+    assert {r: d["outcome"] for r, d in decided.items()} == {"b227l": "TP", "v607l": "TP", "v282s": "TN"}
