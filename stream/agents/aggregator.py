@@ -44,6 +44,7 @@ from stream.app import (
     deadletter_topic,
     settings,
 )
+from stream.connections import RedisSecurity, redis_client
 from stream.consumer_progress import ConsumerProgress
 from stream.deadletter import DeadLetter
 from stream.device_alarm import DEVICE_ALARMS_TOPIC, DeviceAlarm
@@ -56,7 +57,8 @@ log = logging.getLogger(__name__)
 alert_config = (
     AlertConfig.from_json(Path(settings.alert_config).read_text()) if settings.alert_config else AlertConfig()
 )
-store = RedisAlertStore(redis.Redis.from_url(settings.redis_url), prefix=settings.redis_prefix)
+store = RedisAlertStore(redis_client(settings.redis_url, RedisSecurity.from_settings(settings)),
+                         prefix=settings.redis_prefix)
 
 # Event-time clock per patient: the newest finding's t_ms and the wall time it arrived.
 # Ticks advance it by the wall time elapsed since, so "device silent" and escalation work

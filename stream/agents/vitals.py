@@ -17,6 +17,7 @@ from models.trends import TrendTracker
 from stream.agents.recovery import recover_skipped
 from stream.app import (
     KAFKA_BOOTSTRAP,
+    KAFKA_SECURITY,
     app,
     deadletter_topic,
     findings_topic,
@@ -224,7 +225,7 @@ async def learn_start_offsets(kept: set[TP]) -> None:
         return
     try:
         starts = await group_start_offsets(KAFKA_BOOTSTRAP, settings.app_id,
-                                           [(tp.topic, tp.partition) for tp in fresh])
+                                           [(tp.topic, tp.partition) for tp in fresh], security=KAFKA_SECURITY)
     except Exception as exc:
         log.warning("start offsets of %d partitions unknown (%r); they count as read", len(fresh), exc)
         return
