@@ -19,6 +19,7 @@ import faust
 
 from stream.connections import KafkaSecurity
 from stream.device_alarm import DEVICE_ALARMS_TOPIC
+from stream.privacy import PatientLogRef
 from stream.services import ACTIONS_TOPIC, DEADLETTER_TOPIC, FINDINGS_TOPIC, VITALS_TOPICS
 from stream.settings import Settings
 
@@ -28,6 +29,8 @@ KAFKA_BOOTSTRAP = settings.kafka_bootstrap_servers or "127.0.0.1:9092"
 # TLS / SASL of every Kafka client of the worker: Faust's own and the agents' side clients
 # (start offsets, recovery of skipped messages).
 KAFKA_SECURITY = KafkaSecurity.from_settings(settings)
+# Log lines name patients by this reference, never by id (stream.privacy).
+patient_ref = PatientLogRef(settings.pseudonym_key)
 
 
 def _advertised_host(bind: str) -> str:

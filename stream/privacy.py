@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import os
 import re
 import traceback
@@ -94,3 +95,10 @@ def exception_summary(exc: BaseException) -> str:
     frames = traceback.extract_tb(exc.__traceback__)
     where = " <- ".join(f"{f.filename.rsplit('/', 1)[-1]}:{f.lineno} {f.name}" for f in reversed(frames[-6:]))
     return f"{type(exc).__name__} at {where or 'unknown'}"
+
+
+def log_failure(logger: logging.Logger, exc: BaseException, message: str, *args: object) -> None:
+    """Log a failure at ERROR without anything the exception's message may quote (see
+    :func:`exception_summary`); the full traceback goes to DEBUG, for a developer's run."""
+    logger.error(message + " (%s)", *args, exception_summary(exc))
+    logger.debug("traceback of the failure above", exc_info=exc)
