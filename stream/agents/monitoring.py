@@ -37,8 +37,9 @@ def snapshot() -> dict[str, object]:
 
 def partition_offsets() -> list[PartitionOffsets]:
     """Log end and committed offset of each assigned partition of the consumed topics, as
-    the consumer last saw them (no broker round trip: a scrape must not wait on Kafka). The committed offsets
-    are Faust's own record of its commits (``Consumer._committed_offset``)."""
+    the consumer last saw them (no broker round trip: a scrape must not wait on Kafka).
+    The committed offsets are Faust's own record of its commits
+    (``Consumer._committed_offset``)."""
     consumer = app.consumer
     if consumer is None:
         return []
