@@ -32,6 +32,11 @@ acknowledgement or a snooze.
 Only this module and :mod:`alerting.subscriber` import redis. The script touches keys
 derived from the prefix, so it needs a single Redis (primary/replica or Sentinel), not a
 Redis Cluster.
+
+Least privilege: :func:`acl_rules` is the Redis ACL of an application user, the keys and
+channels under the prefix and only the commands listed in :data:`STORE_COMMANDS` (Redis
+checks the commands the Lua scripts call against it too); ``vitalstream services
+redis-acl`` prints it for an ACL file (docs/security.md).
 """
 
 from __future__ import annotations
@@ -390,8 +395,13 @@ class RedisAlertStore:
     def apply(self, emissions: Sequence[AlertEmission | DeviceAlarmDecision]) -> int:
         """Write emissions in order, each as one atomic script call, pipelined into one
         round trip. Returns how many changed something (already-applied ones: 0)."""
+        return sum(self.apply_each(emissions))
+
+    def apply_each(self, emissions: Sequence[AlertEmission | DeviceAlarmDecision]) -> list[bool]:
+        """:meth:`apply`, saying for each emission whether it changed something (False:
+        applied before, e.g. redelivered after a worker crash)."""
         if not emissions:
-            return 0
+            return []
         pipe = self.client.pipeline(transaction=False)
         for emission in emissions:
             if isinstance(emission, DeviceAlarmDecision):
@@ -400,7 +410,7 @@ class RedisAlertStore:
                                                      self.resolved_ttl_s], client=pipe)
             else:
                 self._run(emission, partial=False, client=pipe)
-        return sum(1 for r in pipe.execute() if int(r) == 1)
+        return [int(r) == 1 for r in pipe.execute()]
 
     def _run(self, emission: AlertEmission, *, partial: bool, client: Any = None) -> Any:
         args = [self.prefix, _flat(emission), self.stream_maxlen, self.resolved_ttl_s,
@@ -529,3 +539,38 @@ class RedisAlertStore:
         if batch:
             deleted += int(self.client.unlink(*batch))
         return deleted
+
+
+# Every command the store and the subscriber send, directly or from the Lua scripts (Redis
+# checks those against the caller's ACL too): what an application's Redis user needs.
+STORE_COMMANDS = (
+    # redis-py loads a script once and then calls it by its hash.
+    "evalsha", "script|load", "script|exists",
+    # inside the scripts
+    "time", "get", "set", "exists", "expire", "hget", "hset", "hincrby", "hgetall", "hdel",
+    "sadd", "sismember", "smembers", "rpush", "zadd", "zrem", "xadd", "publish",
+    # reads: lists, histories, device-alarm decisions
+    "zrange", "lrange", "xrevrange",
+    # AlertSubscriber (a consumer group on the stream) and P:alerts:live followers
+    "xgroup|create", "xreadgroup", "xack", "subscribe",
+    # connection set-up: health checks, a database number in the URL (redis-py's CLIENT
+    # SETINFO may be refused: it ignores that, and Redis 7.0 does not know the command)
+    "ping", "select",
+)
+# RedisAlertStore.delete_prefix (validation runs, tests): SCAN lists key names outside the
+# prefix too, so only a housekeeping user gets it.
+HOUSEKEEPING_COMMANDS = ("scan", "unlink")
+
+
+def acl_rules(prefix: str, password_sha256: str, *, housekeeping: bool = False) -> list[str]:
+    """ACL rules (``ACL SETUSER <user> <rules...>``, or an ACL file's ``user <name> <rules>``
+    line) for an application user of the store under ``prefix``: the prefix's keys and
+    pub/sub channels, the store's commands, nothing else. ``password_sha256`` is the hex
+    SHA-256 of the password, so the rules never hold it in clear."""
+    if not prefix or ":" in prefix:
+        raise ValueError("prefix must be non-empty and contain no ':'")
+    if len(password_sha256) != 64 or any(c not in "0123456789abcdef" for c in password_sha256):
+        raise ValueError("password_sha256 must be 64 lower-case hex digits")
+    commands = STORE_COMMANDS + (HOUSEKEEPING_COMMANDS if housekeeping else ())
+    return ["reset", "on", f"#{password_sha256}", f"~{prefix}:*", f"&{prefix}:*", "-@all",
+            *(f"+{c}" for c in commands)]

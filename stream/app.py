@@ -12,21 +12,37 @@ worker owns all of a patient's signals, its alert state and its trend state.
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import faust
 
+from stream.connections import KafkaSecurity
 from stream.device_alarm import DEVICE_ALARMS_TOPIC
+from stream.privacy import PatientLogRef
 from stream.services import ACTIONS_TOPIC, DEADLETTER_TOPIC, FINDINGS_TOPIC, VITALS_TOPICS
 from stream.settings import Settings
 
 settings = Settings.from_env()
 
 KAFKA_BOOTSTRAP = settings.kafka_bootstrap_servers or "127.0.0.1:9092"
+# TLS / SASL of every Kafka client of the worker: Faust's own and the agents' side clients
+# (start offsets, recovery of skipped messages).
+KAFKA_SECURITY = KafkaSecurity.from_settings(settings)
+# Log lines name patients by this reference, never by id (stream.privacy).
+patient_ref = PatientLogRef(settings.pseudonym_key)
+
+
+def _advertised_host(bind: str) -> str:
+    """The host name in the worker's canonical URL: the bound address, or this host's
+    name when the server listens on every interface."""
+    return socket.gethostname() if bind in ("0.0.0.0", "::", "") else bind
+
 
 app = faust.App(
     settings.app_id,
-    broker=f"kafka://{KAFKA_BOOTSTRAP}",
+    broker=[f"kafka://{server.strip()}" for server in KAFKA_BOOTSTRAP.split(",") if server.strip()],
+    broker_credentials=KAFKA_SECURITY.faust_credentials(),
     store="memory://",
     autodiscover=False,
     origin="stream",
@@ -41,7 +57,10 @@ app = faust.App(
     # Tansu and small clusters have no use for the leader-election topic.
     topic_disable_leader=True,
     web_port=settings.worker_web_port,
-    web_host="127.0.0.1",
+    # web_bind is the address the server listens on (Faust's default is 0.0.0.0, every
+    # interface); web_host only names the worker in its canonical URL.
+    web_bind=settings.worker_web_host,
+    web_host=_advertised_host(settings.worker_web_host),
     datadir=str(Path(settings.state_dir) / "faust"),
     consumer_auto_offset_reset="earliest",
     producer_acks=-1,

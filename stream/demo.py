@@ -16,10 +16,10 @@ import time
 import uuid
 from pathlib import Path
 
-import redis
 from rich.console import Console
 
 from alerting.subscriber import AlertSubscriber
+from stream.connections import KafkaSecurity, RedisSecurity, redact_url, redis_client
 from stream.services import create_topics, embedded_services
 from stream.settings import Settings
 from stream.worker_process import WorkerProcess
@@ -42,9 +42,11 @@ def run_demo(*, patients: int, duration_s: float, seed: int, console: Console) -
     previous = signal.signal(signal.SIGTERM, on_sigterm)
     console.print(f"[bold]vitalstream demo[/]: {patients} simulated patients for {duration_s:.0f} s (Ctrl-C stops)")
     try:
-        with embedded_services(workdir / "services") as endpoints:
-            console.print(f"kafka {endpoints.kafka_bootstrap}  redis {endpoints.redis_url}")
-            create_topics(endpoints.kafka_bootstrap, settings.partitions)
+        with embedded_services(workdir / "services",
+                               redis_security=RedisSecurity.from_settings(settings)) as endpoints:
+            console.print(f"kafka {endpoints.kafka_bootstrap}  redis {redact_url(endpoints.redis_url)}")
+            create_topics(endpoints.kafka_bootstrap, settings.partitions,
+                          security=KafkaSecurity.from_settings(settings))
             env = {
                 "KAFKA_BOOTSTRAP_SERVERS": endpoints.kafka_bootstrap,
                 "REDIS_URL": endpoints.redis_url,
@@ -67,7 +69,7 @@ def run_demo(*, patients: int, duration_s: float, seed: int, console: Console) -
                 )
                 console.print(f"simulator started; ground truth in {truth}; waiting for alerts…\n")
                 try:
-                    client = redis.Redis.from_url(endpoints.redis_url)
+                    client = redis_client(endpoints.redis_url, RedisSecurity.from_settings(settings))
                     subscriber = AlertSubscriber(client, prefix=prefix, group="demo", consumer="demo-1")
                     while time.monotonic() < deadline:
                         for alert in subscriber.poll(block_ms=1000):

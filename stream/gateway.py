@@ -7,7 +7,10 @@
   :mod:`stream.schema`, topic ``vitals.<signal>``, key = patient id so one patient's
   signals share a partition number across the co-partitioned topics. A chunk that fails
   with a transient error is re-sent with the same sequence number, so the worker's
-  per-(device, signal) de-duplication drops any copy that did get through.
+  per-(device, signal) de-duplication drops any copy that did get through. With a
+  pseudonymizer (``VITALSTREAM_PSEUDONYM_KEY``, :mod:`stream.privacy`) the patient id is
+  replaced by its keyed pseudonym before anything leaves the gateway; its log lines never
+  name a patient.
 * :func:`publish_paced` sends chunks from many device streams in event-time order, in
   real time, ``speed`` times faster, or as fast as possible.
 """
@@ -21,12 +24,14 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterable, Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
 
+from stream.connections import PLAINTEXT, KafkaSecurity
 from stream.device_alarm import DEVICE_ALARMS_TOPIC, DeviceAlarm
+from stream.privacy import Pseudonymizer
 from stream.schema import (
     InvalidChunk,
     SampleChunk,
@@ -211,12 +216,17 @@ def _retriable(exc: BaseException) -> bool:
 
 
 class GatewayPublisher:
-    """Async Kafka publisher for sample chunks (use as ``async with``)."""
+    """Async Kafka publisher for sample chunks (use as ``async with``).
+
+    ``security``: TLS / SASL of the producer (:class:`stream.connections.KafkaSecurity`);
+    ``pseudonymizer``: replaces each patient id before it is sent (chunks and alarms)."""
 
     def __init__(
         self,
         bootstrap_servers: str,
         *,
+        security: KafkaSecurity = PLAINTEXT,
+        pseudonymizer: Pseudonymizer | None = None,
         client_id: str = "vitalstream-gateway",
         linger_ms: int = 20,
         max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
@@ -229,6 +239,8 @@ class GatewayPublisher:
         if encoding not in ("binary", "json"):
             raise ValueError("encoding must be 'binary' or 'json'")
         self.bootstrap_servers = bootstrap_servers
+        self.security = security
+        self.pseudonymizer = pseudonymizer
         self.client_id = client_id
         self.linger_ms = linger_ms
         self.max_batch_bytes = max_batch_bytes
@@ -264,6 +276,7 @@ class GatewayPublisher:
             enable_idempotence=idempotent,
             request_timeout_ms=self.request_timeout_ms,
             retry_backoff_ms=round(self.retry_backoff_s * 1000),
+            **self.security.client_kwargs(),
         )
 
     async def start(self) -> None:
@@ -308,6 +321,8 @@ class GatewayPublisher:
         """Validate, encode and hand to the producer; delivery is confirmed by :meth:`flush`."""
         if self._producer is None:
             raise RuntimeError("GatewayPublisher.start() was not called")
+        if self.pseudonymizer is not None:
+            chunk = replace(chunk, patient_id=self.pseudonymizer(chunk.patient_id))
         try:
             validate_chunk(chunk)
             value = self._encode(chunk)
@@ -327,6 +342,8 @@ class GatewayPublisher:
         Rare and urgent, so sent on its own and confirmed, with the same retries as chunks."""
         if self._producer is None:
             raise RuntimeError("GatewayPublisher.start() was not called")
+        if self.pseudonymizer is not None:
+            alarm = replace(alarm, patient_id=self.pseudonymizer(alarm.patient_id))
         for attempt in range(self.retries + 1):
             try:
                 await self._producer.send_and_wait(DEVICE_ALARMS_TOPIC, value=alarm.to_json(),
@@ -334,7 +351,8 @@ class GatewayPublisher:
                 return
             except Exception as exc:
                 if attempt >= self.retries or not _retriable(exc):
-                    raise PublishError(f"device alarm {alarm.alarm_id} not delivered: {exc}") from exc
+                    raise PublishError(f"device alarm {alarm.alarm_type} at {alarm.t_ms} from device "
+                                       f"{alarm.device_id or '?'} not delivered: {exc}") from exc
                 await asyncio.sleep(self.retry_backoff_s * 2**attempt)
 
     async def _send(self, chunk: SampleChunk, value: bytes, attempt: int) -> None:
@@ -356,8 +374,9 @@ class GatewayPublisher:
 
     def _fail(self, chunk: SampleChunk, exc: BaseException) -> None:
         self.stats.failed += 1
+        # Device and sequence number identify the chunk; the patient is not named in logs.
         message = (
-            f"{chunk.signal.topic} patient {chunk.patient_id} seq {chunk.seq}: "
+            f"{chunk.signal.topic} device {chunk.device_id} seq {chunk.seq}: "
             f"{type(exc).__name__}: {exc}"
         )
         log.warning("giving up on chunk %s", message)
@@ -535,11 +554,13 @@ def chunk_count(n_samples: int, fs: float, chunk_s: float = 1.0) -> int:
     return math.ceil(n_samples / max(1, round(chunk_s * fs)))
 
 
-async def publish_device_alarms(bootstrap_servers: str, alarms: Sequence[DeviceAlarm]) -> int:
+async def publish_device_alarms(bootstrap_servers: str, alarms: Sequence[DeviceAlarm], *,
+                                security: KafkaSecurity = PLAINTEXT,
+                                pseudonymizer: Pseudonymizer | None = None) -> int:
     """Forward bedside-monitor alarms (replay, tools); returns how many were delivered."""
     if not alarms:
         return 0
-    async with GatewayPublisher(bootstrap_servers) as publisher:
+    async with GatewayPublisher(bootstrap_servers, security=security, pseudonymizer=pseudonymizer) as publisher:
         for alarm in alarms:
             await publisher.publish_device_alarm(alarm)
     return len(alarms)

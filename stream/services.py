@@ -11,6 +11,10 @@ Resolution order for each service:
 
 Production uses Apache Kafka and Redis (docker-compose.yml); nothing here is needed there.
 Every failure is one actionable line (:class:`ServiceError`), never a hang.
+
+The embedded broker and Redis speak plain TCP without credentials: the TLS/SASL and Redis
+ACL settings (stream.connections) are for the services named by the environment, and
+asking for them without naming those services is an error, not a silent downgrade.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from stream.connections import NO_REDIS_AUTH, PLAINTEXT, KafkaSecurity, RedisSecurity, redact_url, redis_client
 from stream.device_alarm import DEVICE_ALARMS_TOPIC
 from stream.schema import Signal
 
@@ -95,11 +100,11 @@ def port_open(host: str, port: int, timeout_s: float = 0.5) -> bool:
         return False
 
 
-def redis_reachable(url: str, timeout_s: float = 1.0) -> bool:
+def redis_reachable(url: str, timeout_s: float = 1.0, security: RedisSecurity = NO_REDIS_AUTH) -> bool:
     import redis
 
     try:
-        client = redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
+        client = redis_client(url, security, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
         return bool(client.ping())
     except (redis.RedisError, OSError, ValueError):
         return False
@@ -218,9 +223,12 @@ def _wait_kafka_ready(bootstrap: str) -> None:
     raise ServiceError(f"Kafka at {bootstrap} does not answer metadata requests: {last}")
 
 
-def services_up(state_dir: Path, env: dict[str, str] | None = None) -> ServiceState:
-    """Start what the environment does not provide; idempotent while the services live."""
+def services_up(state_dir: Path, env: dict[str, str] | None = None,
+                redis_security: RedisSecurity = NO_REDIS_AUTH) -> ServiceState:
+    """Start what the environment does not provide; idempotent while the services live.
+    ``redis_security``: the ACL user and TLS files for the environment's ``REDIS_URL``."""
     env = dict(os.environ if env is None else env)
+    _refuse_security_for_embedded(env)
     existing = ServiceState.load(state_dir)
     if existing and existing.alive():
         return existing
@@ -234,8 +242,9 @@ def services_up(state_dir: Path, env: dict[str, str] | None = None) -> ServiceSt
             started.append(k)
             kafka = f"127.0.0.1:{k.port}"
         redis_url = env.get("REDIS_URL", "")
-        if redis_url and not redis_reachable(redis_url):
-            raise ServiceError(f"REDIS_URL={redis_url} does not answer PING; start Redis or unset REDIS_URL")
+        if redis_url and not redis_reachable(redis_url, security=redis_security):
+            raise ServiceError(f"REDIS_URL={redact_url(redis_url)} does not answer PING (or refuses the "
+                               "configured user / TLS settings); start Redis or unset REDIS_URL")
         if not redis_url:
             r = start_redis(state_dir)
             started.append(r)
@@ -247,6 +256,25 @@ def services_up(state_dir: Path, env: dict[str, str] | None = None) -> ServiceSt
     state = ServiceState(Endpoints(kafka, redis_url), started)
     state.save(state_dir)
     return state
+
+
+def _refuse_security_for_embedded(env: dict[str, str]) -> None:
+    """The embedded services have no TLS and no users: security settings without the
+    address of a service that has them would otherwise fail later, less clearly."""
+    protocol = env.get("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")
+    if not env.get("KAFKA_BOOTSTRAP_SERVERS") and protocol != "PLAINTEXT":
+        raise ServiceError(
+            f"KAFKA_SECURITY_PROTOCOL={protocol} but no KAFKA_BOOTSTRAP_SERVERS: the embedded broker speaks "
+            "PLAINTEXT only; set KAFKA_BOOTSTRAP_SERVERS to your secured broker or unset the "
+            "KAFKA_SSL_*/SASL_* settings"
+        )
+    redis_auth = [name for name in ("REDIS_USERNAME", "REDIS_PASSWORD", "REDIS_PASSWORD_FILE", "REDIS_TLS_CA_CERT_FILE",
+                                    "REDIS_TLS_CERT_FILE") if env.get(name)]
+    if not env.get("REDIS_URL") and redis_auth:
+        raise ServiceError(
+            f"{', '.join(redis_auth)} set but no REDIS_URL: the embedded Redis has no users and no TLS; "
+            "set REDIS_URL to your secured Redis (rediss://...) or unset them"
+        )
 
 
 def services_down(state_dir: Path) -> list[str]:
@@ -278,14 +306,15 @@ def resolve_endpoints(kafka_bootstrap: str, redis_url: str, state_dir: Path) -> 
 
 
 @contextlib.contextmanager
-def embedded_services(state_dir: Path | None = None, env: dict[str, str] | None = None) -> Iterator[Endpoints]:
+def embedded_services(state_dir: Path | None = None, env: dict[str, str] | None = None,
+                      redis_security: RedisSecurity = NO_REDIS_AUTH) -> Iterator[Endpoints]:
     """Services for one run (tests, demo, validation); stops what it started on exit."""
     import tempfile
 
     owned_tmp = state_dir is None
     path = Path(tempfile.mkdtemp(prefix="vitalstream-svc-")) if state_dir is None else state_dir
     env = dict(os.environ if env is None else env)
-    state = services_up(path, env)
+    state = services_up(path, env, redis_security)
     try:
         yield state.endpoints
     finally:
@@ -294,7 +323,8 @@ def embedded_services(state_dir: Path | None = None, env: dict[str, str] | None 
             shutil.rmtree(path, ignore_errors=True)
 
 
-def create_topics(bootstrap: str, partitions: int, replication_factor: int = 1) -> list[str]:
+def create_topics(bootstrap: str, partitions: int, replication_factor: int = 1, *,
+                  security: KafkaSecurity = PLAINTEXT) -> list[str]:
     """Create every topic the pipeline uses, explicitly, before anything produces.
 
     Brokers auto-create unknown topics with their default partition count, which would
@@ -307,7 +337,7 @@ def create_topics(bootstrap: str, partitions: int, replication_factor: int = 1) 
     names = [*VITALS_TOPICS, FINDINGS_TOPIC, DEADLETTER_TOPIC, ACTIONS_TOPIC, DEVICE_ALARMS_TOPIC]
 
     async def run() -> list[str]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000, **security.client_kwargs())
         await admin.start()
         try:
             existing = set(await admin.list_topics())
@@ -345,12 +375,13 @@ class FetchedRecord:
 
 
 async def fetch_offsets(bootstrap: str, topic: str, partition: int, offsets: range,
-                        timeout_s: float = 10.0) -> list[FetchedRecord]:
+                        timeout_s: float = 10.0, *, security: KafkaSecurity = PLAINTEXT) -> list[FetchedRecord]:
     """The records at ``offsets`` of one partition, read by a consumer outside any group
     (nothing is committed). Used to recover messages a worker's consumer skipped."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+                                **security.client_kwargs())
     await consumer.start()
     try:
         tp = TopicPartition(topic, partition)
@@ -371,7 +402,8 @@ async def fetch_offsets(bootstrap: str, topic: str, partition: int, offsets: ran
 
 
 async def group_start_offsets(bootstrap: str, group: str, partitions: list[tuple[str, int]],
-                              timeout_s: float = 5.0) -> dict[tuple[str, int], int]:
+                              timeout_s: float = 5.0, *,
+                              security: KafkaSecurity = PLAINTEXT) -> dict[tuple[str, int], int]:
     """Where ``group`` starts reading each partition after an assignment: its committed
     offset, else the log start (the worker's ``auto_offset_reset`` is earliest). Asked of
     the broker by clients outside the group (no join, nothing committed)."""
@@ -379,8 +411,9 @@ async def group_start_offsets(bootstrap: str, group: str, partitions: list[tuple
     from aiokafka.admin import AIOKafkaAdminClient
 
     async def run() -> dict[tuple[str, int], int]:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **security.client_kwargs())
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                    **security.client_kwargs())
         try:
             await admin.start()
             await consumer.start()
@@ -403,14 +436,16 @@ async def group_start_offsets(bootstrap: str, group: str, partitions: list[tuple
     return await asyncio.wait_for(run(), timeout_s)
 
 
-def consumer_group_lag(bootstrap: str, group: str, topics: list[str]) -> int | None:
+def consumer_group_lag(bootstrap: str, group: str, topics: list[str], *,
+                       security: KafkaSecurity = PLAINTEXT) -> int | None:
     """Total uncommitted messages of ``group`` on ``topics``; None when it has no offsets yet."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
     from aiokafka.admin import AIOKafkaAdminClient
 
     async def run() -> int | None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **security.client_kwargs())
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                    **security.client_kwargs())
         await admin.start()
         await consumer.start()
         try:

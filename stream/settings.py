@@ -1,17 +1,56 @@
 """One typed settings object, read from environment variables.
 
-Standard names where they exist (``KAFKA_BOOTSTRAP_SERVERS``, ``REDIS_URL``), everything
-else ``VITALSTREAM_``-prefixed. Functions receive what they need as arguments; only the
-CLI and the Faust app call :meth:`Settings.from_env`.
+Standard names where they exist (``KAFKA_BOOTSTRAP_SERVERS``, ``REDIS_URL``; the Kafka
+security settings are librdkafka's property names, upper case with ``KAFKA_`` in front
+and dots as underscores; the Redis ones follow redis.conf's ``tls-*`` directives),
+everything else ``VITALSTREAM_``-prefixed. Secrets (passwords, the pseudonym key) can also
+come from a file named by ``<NAME>_FILE`` (the Docker/Kubernetes secrets convention), so
+they need not sit in the environment. Functions receive what they need as arguments; only
+the CLI and the Faust app call :meth:`Settings.from_env`.
+
+docs/security.md describes the security settings, docs/metrics.md the metrics.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+# A pseudonym key shorter than this is guessable; `openssl rand -hex 32` gives 64 characters.
+PSEUDONYM_KEY_MIN_CHARS = 32
+
+# Fields read from standard (not VITALSTREAM_-prefixed) variables.
+STANDARD_NAMES = {
+    "kafka_bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS",
+    "kafka_security_protocol": "KAFKA_SECURITY_PROTOCOL",
+    "kafka_ssl_ca_location": "KAFKA_SSL_CA_LOCATION",
+    "kafka_ssl_certificate_location": "KAFKA_SSL_CERTIFICATE_LOCATION",
+    "kafka_ssl_key_location": "KAFKA_SSL_KEY_LOCATION",
+    "kafka_ssl_key_password": "KAFKA_SSL_KEY_PASSWORD",
+    "kafka_ssl_endpoint_identification_algorithm": "KAFKA_SSL_ENDPOINT_IDENTIFICATION_ALGORITHM",
+    "kafka_sasl_mechanism": "KAFKA_SASL_MECHANISM",
+    "kafka_sasl_username": "KAFKA_SASL_USERNAME",
+    "kafka_sasl_password": "KAFKA_SASL_PASSWORD",
+    "redis_url": "REDIS_URL",
+    "redis_username": "REDIS_USERNAME",
+    "redis_password": "REDIS_PASSWORD",
+    "redis_tls_ca_cert_file": "REDIS_TLS_CA_CERT_FILE",
+    "redis_tls_cert_file": "REDIS_TLS_CERT_FILE",
+    "redis_tls_key_file": "REDIS_TLS_KEY_FILE",
+}
+# Secrets: kept out of repr() (and so out of logs and tracebacks), and readable from a file
+# named by <NAME>_FILE.
+SECRET_FIELDS = frozenset({"kafka_ssl_key_password", "kafka_sasl_password", "redis_password", "pseudonym_key"})
+
+
+def env_name(field_name: str) -> str:
+    """The environment variable a Settings field is read from."""
+    return STANDARD_NAMES.get(field_name, f"VITALSTREAM_{field_name.upper()}")
 
 
 @dataclass(frozen=True)
@@ -51,21 +90,46 @@ class Settings:
     tick_interval_s: float = 5.0
     # Optional JSON file with an alerting.catalogue.AlertConfig (thresholds, per-patient overrides).
     alert_config: str = ""
+    # The worker's web server (/stats/, /metrics): loopback unless an operator opens it
+    # (e.g. 0.0.0.0 in a container, for Prometheus to scrape). It shows patient counts and
+    # partitions, never patient ids, but has no authentication.
     worker_web_port: int = 6066
+    worker_web_host: str = "127.0.0.1"
     state_dir: str = str(REPO_ROOT / ".vitalstream")
     data_dir: str = str(REPO_ROOT.parent / "shared" / "data")
     log_level: str = "info"
+    # Kafka transport security, for every client (worker, gateway, admin, replay, tools);
+    # see stream.connections.KafkaSecurity. PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL.
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_ssl_ca_location: str = ""  # PEM CA bundle; empty = the system's trusted CAs
+    kafka_ssl_certificate_location: str = ""  # client certificate (PEM) for mutual TLS
+    kafka_ssl_key_location: str = ""  # its private key (PEM)
+    kafka_ssl_key_password: str = field(default="", repr=False)
+    # "https" checks that the broker's certificate names the host connected to; "none"
+    # skips that (the chain is still verified), for brokers reached by an unlisted name.
+    kafka_ssl_endpoint_identification_algorithm: str = "https"
+    kafka_sasl_mechanism: str = ""  # PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = field(default="", repr=False)
+    # Redis ACL user and TLS (a rediss:// URL); see stream.connections.RedisSecurity.
+    redis_username: str = ""
+    redis_password: str = field(default="", repr=False)
+    redis_tls_ca_cert_file: str = ""  # empty = the system's trusted CAs
+    redis_tls_cert_file: str = ""  # client certificate, when Redis requires one (tls-auth-clients)
+    redis_tls_key_file: str = ""
+    # Secret key of the gateway's patient-id pseudonyms (HMAC-SHA256, stream.pseudonym);
+    # empty = patient ids travel as the devices send them.
+    pseudonym_key: str = field(default="", repr=False)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         env = dict(os.environ if env is None else env)
         values: dict[str, object] = {}
-        standard = {"kafka_bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS", "redis_url": "REDIS_URL"}
         for f in fields(cls):
-            name = standard.get(f.name, f"VITALSTREAM_{f.name.upper()}")
-            if name not in env:
+            name = env_name(f.name)
+            raw = _read_value(env, name, secret=f.name in SECRET_FIELDS)
+            if raw is None:
                 continue
-            raw = env[name]
             try:
                 if f.type in ("int", int):
                     values[f.name] = int(raw)
@@ -74,7 +138,8 @@ class Settings:
                 else:
                     values[f.name] = raw
             except ValueError:
-                raise ValueError(f"{name}={raw!r} is not a valid {f.type}") from None
+                raise ValueError(f"{name}={'***' if f.name in SECRET_FIELDS else repr(raw)} "
+                                 f"is not a valid {f.type}") from None
         settings = cls(**values)  # type: ignore[arg-type]
         settings.check()
         return settings
@@ -92,3 +157,65 @@ class Settings:
             raise ValueError("VITALSTREAM_ALIGN_HOLD_S must be >= 0")
         if not self.redis_prefix or ":" in self.redis_prefix:
             raise ValueError("VITALSTREAM_REDIS_PREFIX must be non-empty and contain no ':'")
+        if not 0 <= self.worker_web_port <= 65535:
+            raise ValueError("VITALSTREAM_WORKER_WEB_PORT must be a TCP port (0-65535)")
+        if not self.worker_web_host.strip():
+            raise ValueError("VITALSTREAM_WORKER_WEB_HOST must name an address to bind (e.g. 127.0.0.1)")
+        if self.pseudonym_key and len(self.pseudonym_key) < PSEUDONYM_KEY_MIN_CHARS:
+            raise ValueError(f"VITALSTREAM_PSEUDONYM_KEY must have at least {PSEUDONYM_KEY_MIN_CHARS} "
+                             "characters (e.g. `openssl rand -hex 32`)")
+        self._check_kafka_security()
+        self._check_redis_security()
+
+    def _check_kafka_security(self) -> None:
+        protocol = self.kafka_security_protocol
+        if protocol not in KAFKA_SECURITY_PROTOCOLS:
+            raise ValueError(f"KAFKA_SECURITY_PROTOCOL={protocol!r}: use one of {', '.join(KAFKA_SECURITY_PROTOCOLS)}")
+        sasl = protocol.startswith("SASL_")
+        tls = protocol.endswith("SSL")
+        if sasl:
+            if self.kafka_sasl_mechanism not in KAFKA_SASL_MECHANISMS:
+                raise ValueError(f"KAFKA_SASL_MECHANISM={self.kafka_sasl_mechanism!r}: {protocol} needs one of "
+                                 f"{', '.join(KAFKA_SASL_MECHANISMS)}")
+            if not self.kafka_sasl_username or not self.kafka_sasl_password:
+                raise ValueError(f"{protocol} needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD "
+                                 "(or KAFKA_SASL_PASSWORD_FILE)")
+            if protocol == "SASL_PLAINTEXT" and self.kafka_sasl_mechanism == "PLAIN":
+                # PLAIN sends the password itself; without TLS anyone on the path reads it.
+                raise ValueError("SASL mechanism PLAIN over SASL_PLAINTEXT sends the password in clear: "
+                                 "use KAFKA_SECURITY_PROTOCOL=SASL_SSL (or a SCRAM mechanism)")
+        elif self.kafka_sasl_mechanism or self.kafka_sasl_username or self.kafka_sasl_password:
+            raise ValueError(f"KAFKA_SASL_* is set but KAFKA_SECURITY_PROTOCOL={protocol} does not use SASL "
+                             "(use SASL_SSL)")
+        tls_files = (self.kafka_ssl_ca_location, self.kafka_ssl_certificate_location, self.kafka_ssl_key_location)
+        if not tls and any(tls_files):
+            raise ValueError(f"KAFKA_SSL_* files are set but KAFKA_SECURITY_PROTOCOL={protocol} does not use TLS "
+                             "(use SSL or SASL_SSL)")
+        if bool(self.kafka_ssl_certificate_location) != bool(self.kafka_ssl_key_location):
+            raise ValueError("KAFKA_SSL_CERTIFICATE_LOCATION and KAFKA_SSL_KEY_LOCATION go together (mutual TLS)")
+        if self.kafka_ssl_endpoint_identification_algorithm not in ("https", "none", ""):
+            raise ValueError("KAFKA_SSL_ENDPOINT_IDENTIFICATION_ALGORITHM must be 'https' or 'none'")
+
+    def _check_redis_security(self) -> None:
+        tls_files = (self.redis_tls_ca_cert_file, self.redis_tls_cert_file, self.redis_tls_key_file)
+        if any(tls_files) and self.redis_url and not self.redis_url.startswith("rediss://"):
+            raise ValueError("REDIS_TLS_* files are set but REDIS_URL is not a rediss:// (TLS) URL")
+        if bool(self.redis_tls_cert_file) != bool(self.redis_tls_key_file):
+            raise ValueError("REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE go together")
+        if self.redis_username and not self.redis_password:
+            raise ValueError("REDIS_USERNAME needs REDIS_PASSWORD (or REDIS_PASSWORD_FILE)")
+
+
+def _read_value(env: dict[str, str], name: str, *, secret: bool) -> str | None:
+    """The variable's value; for a secret also from the file ``<NAME>_FILE`` names (one
+    trailing newline dropped, as editors and ``echo`` leave one)."""
+    if name in env:
+        return env[name]
+    path = env.get(f"{name}_FILE") if secret else None
+    if not path:
+        return None
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ValueError(f"{name}_FILE={path!r} cannot be read: {exc.strerror}") from None
+    return text[:-1] if text.endswith("\n") else text

@@ -1,4 +1,6 @@
-"""Worker counters, logged periodically and served on the worker's web port (/stats/)."""
+"""Worker counters, logged periodically and served on the worker's web port: as JSON on
+``/stats/`` and, read at each scrape, in Prometheus's format on ``/metrics``
+(:mod:`stream.metrics`, docs/metrics.md)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from dataclasses import dataclass, field
 @dataclass
 class WorkerStats:
     chunks_in: int = 0  # sample messages read (valid or dead-lettered)
+    windows: int = 0  # windows analysed (each becomes one finding)
     findings_in: int = 0
     emissions: int = 0
     actions: int = 0
@@ -32,10 +35,15 @@ class WorkerStats:
     transport_recovered: int = 0
     transport_skipped: int = 0
     transport_holes: list[str] = field(default_factory=list)
+    # Alert changes written to Redis (already-applied redeliveries not counted), by
+    # (event, type, priority), and bedside-alarm decisions written, by verdict.
+    alert_changes: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    device_alarm_verdicts: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, object]:
         return {
             "chunks_in": self.chunks_in,
+            "windows": self.windows,
             "findings_in": self.findings_in,
             "alert_emissions": self.emissions,
             "care_actions": self.actions,
@@ -50,6 +58,8 @@ class WorkerStats:
             "transport_recovered": self.transport_recovered,
             "transport_skipped": self.transport_skipped,
             "transport_holes": list(self.transport_holes),
+            "alert_changes": {"/".join(k): v for k, v in sorted(self.alert_changes.items())},
+            "device_alarm_verdicts": dict(self.device_alarm_verdicts),
         }
 
 

@@ -19,6 +19,7 @@ import json
 import logging
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import redis
 from aiokafka.partitioner import murmur2
@@ -35,6 +36,7 @@ from alerting.aggregator import (
 )
 from alerting.catalogue import AlertConfig
 from alerting.store import RedisAlertStore
+from alerting.verification import DeviceAlarmDecision
 from stream.agents.recovery import recover_skipped
 from stream.app import (
     actions_topic,
@@ -44,10 +46,13 @@ from stream.app import (
     deadletter_topic,
     settings,
 )
+from stream.connections import RedisSecurity, redis_client
 from stream.consumer_progress import ConsumerProgress
 from stream.deadletter import DeadLetter
 from stream.device_alarm import DEVICE_ALARMS_TOPIC, DeviceAlarm
 from stream.findings import VitalsFinding
+from stream.metrics import observe_alert_write
+from stream.privacy import log_failure
 from stream.services import FINDINGS_TOPIC
 from stream.stats import worker_stats
 
@@ -56,7 +61,8 @@ log = logging.getLogger(__name__)
 alert_config = (
     AlertConfig.from_json(Path(settings.alert_config).read_text()) if settings.alert_config else AlertConfig()
 )
-store = RedisAlertStore(redis.Redis.from_url(settings.redis_url), prefix=settings.redis_prefix)
+store = RedisAlertStore(redis_client(settings.redis_url, RedisSecurity.from_settings(settings)),
+                         prefix=settings.redis_prefix)
 
 # Event-time clock per patient: the newest finding's t_ms and the wall time it arrived.
 # Ticks advance it by the wall time elapsed since, so "device silent" and escalation work
@@ -81,14 +87,22 @@ def encode_tick(patient_id: str, now_ms: int) -> bytes:
     return json.dumps({"tick": now_ms, "patient_id": patient_id}).encode()
 
 
-def apply_input(state: PatientAlertState, topic: str, value: bytes) -> tuple[PatientAlertState, list[Emission]]:
+class Applied(NamedTuple):
+    state: PatientAlertState
+    emissions: list[Emission]
+    # Event time of the finding the emissions answer (the end of its window), for the
+    # latency metrics; None for other inputs.
+    window_end_ms: int | None = None
+
+
+def apply_input(state: PatientAlertState, topic: str, value: bytes) -> Applied:
     """Route one message to the state machine; raises ValueError for input it cannot use."""
     if topic == DEVICE_ALARMS_TOPIC:
         alarm = DeviceAlarm.from_json(value)  # InvalidDeviceAlarm is a ValueError
         if alarm.patient_id != state.patient_id:
             raise ValueError(f"device alarm for {alarm.patient_id!r} keyed as {state.patient_id!r}")
         worker_stats.device_alarms += 1
-        return process_device_alarm(state, alarm, alert_config)
+        return Applied(*process_device_alarm(state, alarm, alert_config))
     if topic == FINDINGS_TOPIC:
         finding = VitalsFinding.from_json(value)
         if finding.patient_id != state.patient_id:
@@ -97,14 +111,19 @@ def apply_input(state: PatientAlertState, topic: str, value: bytes) -> tuple[Pat
         newest = _clock.get(finding.patient_id)
         if newest is None or finding.t_ms >= newest[0]:
             start_clock(finding.patient_id, finding.t_ms)
-        return process_finding(state, finding, alert_config)
+        return Applied(*process_finding(state, finding, alert_config), window_end_ms=finding.t_ms)
     obj = json.loads(value)
     if isinstance(obj, dict) and "tick" in obj:
-        return process_tick(state, int(obj["tick"]), alert_config)
+        return Applied(*process_tick(state, int(obj["tick"]), alert_config))
     action = CareAction.from_dict(obj)
     worker_stats.actions += 1
     now = event_now_ms(state.patient_id) or action.issued_ms
-    return process_action(state, action, now)
+    return Applied(*process_action(state, action, now))
+
+
+def ticked_patients() -> int:
+    """Patients on the tick clock (a gauge on /metrics)."""
+    return len(_clock)
 
 
 # Offsets the aggregator has read per partition since its last assignment: a care team's
@@ -129,18 +148,19 @@ async def aggregate_alerts(stream) -> None:  # type: ignore[no-untyped-def]
             # Handled inside this event's context: the table writes go to its partition,
             # the same as the skipped messages' (same topic partition).
             for rec in await recover_skipped(msg.tp, skipped):
-                await handle(msg.tp, rec.offset, rec.key, rec.value)
-        await handle(msg.tp, msg.offset, msg.key, msg.value)
+                await handle(msg.tp, rec.offset, rec.key, rec.value, rec.timestamp_s)
+        await handle(msg.tp, msg.offset, msg.key, msg.value, msg.timestamp)
 
 
-async def handle(tp: TP, offset: int, key: bytes | None, value: bytes) -> None:
+async def handle(tp: TP, offset: int, key: bytes | None, value: bytes, produced_s: float | None = None) -> None:
+    """One input message; ``produced_s`` is its Kafka timestamp (for the latency metrics)."""
     patient_id = key.decode(errors="replace") if key else ""
     try:
         if not patient_id:
             raise ValueError("message without a patient id key")
         saved = alert_state_table.get(key)
         state = PatientAlertState.from_json(saved) if saved else PatientAlertState.new(patient_id)
-        new_state, emissions = apply_input(state, tp.topic, value)
+        new_state, emissions, window_end_ms = apply_input(state, tp.topic, value)
     except (ValueError, TypeError, KeyError) as exc:
         worker_stats.bad_findings += 1
         letter = DeadLetter.wrap(
@@ -153,8 +173,9 @@ async def handle(tp: TP, offset: int, key: bytes | None, value: bytes) -> None:
     if emissions:
         # Redis first, then the table: see the module docstring. A Redis outage raises
         # here and the agent retries the message rather than drop an alert.
-        await _apply_with_retry(emissions)
+        applied = await _apply_with_retry(emissions)
         worker_stats.emissions += len(emissions)
+        count_writes(emissions, applied, produced_s if tp.topic == FINDINGS_TOPIC else None, window_end_ms)
     if new_state is not state:
         alert_state_table[key] = new_state.to_json()
     if not new_state.awaits_time():
@@ -167,16 +188,33 @@ async def handle(tp: TP, offset: int, key: bytes | None, value: bytes) -> None:
         start_clock(patient_id, new_state.last_t_ms)
 
 
-async def _apply_with_retry(emissions: list[Emission], attempts: int = 30) -> None:
+def count_writes(emissions: list[Emission], applied: list[bool], finding_produced_s: float | None,
+                 window_end_ms: int | None) -> None:
+    """Alert changes and alarm decisions Redis took (not those it had already: a redelivery
+    after a crash is counted once), and how long the finding took to become an alert."""
+    now_s = time.time()
+    for emission, changed in zip(emissions, applied, strict=True):
+        if not changed:
+            continue
+        if isinstance(emission, DeviceAlarmDecision):
+            worker_stats.device_alarm_verdicts[emission.verdict.value] += 1
+            continue
+        worker_stats.alert_changes[(emission.event, emission.type, emission.priority)] += 1
+        if finding_produced_s is not None:
+            observe_alert_write(emission.event, finding_produced_s, window_end_ms, now_s)
+
+
+async def _apply_with_retry(emissions: list[Emission], attempts: int = 30) -> list[bool]:
+    """Write to Redis; for each emission, whether it changed something."""
     for attempt in range(attempts):
         try:
-            await asyncio.to_thread(store.apply, emissions)
-            return
+            return await asyncio.to_thread(store.apply_each, emissions)
         except redis.ConnectionError:
             if attempt == attempts - 1:
                 raise
             log.warning("Redis unavailable; retrying alert write (%d/%d)", attempt + 1, attempts)
             await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
+    raise ValueError("attempts must be >= 1")
 
 
 # After each assignment, ticks outside the table's recovery add this worker's patients
@@ -218,8 +256,8 @@ async def tick_patients() -> None:
     if time.monotonic() < _clock_from_table["until"] and not (app.rebalancing or app.in_recovery):
         try:
             worker_stats.clocks_from_table += clock_patients_from_table()
-        except Exception:
-            log.exception("could not read the alert-state table to resume ticks")
+        except Exception as exc:
+            log_failure(log, exc, "could not read the alert-state table to resume ticks")
     elif time.monotonic() >= _clock_from_table["until"]:
         _table_values_seen.clear()
     for patient_id in list(_clock):

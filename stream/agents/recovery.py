@@ -13,7 +13,7 @@ import logging
 
 from faust.types import TP
 
-from stream.app import KAFKA_BOOTSTRAP
+from stream.app import KAFKA_BOOTSTRAP, KAFKA_SECURITY
 from stream.services import FetchedRecord, fetch_offsets
 from stream.stats import worker_stats
 
@@ -26,7 +26,7 @@ async def recover_skipped(tp: TP, skipped: range) -> list[FetchedRecord]:
     directly from the broker and analysed before the message that revealed the hole, in
     their place in the stream. What cannot be read is reported as lost."""
     try:
-        records = await fetch_offsets(KAFKA_BOOTSTRAP, tp.topic, tp.partition, skipped)
+        records = await fetch_offsets(KAFKA_BOOTSTRAP, tp.topic, tp.partition, skipped, security=KAFKA_SECURITY)
     except Exception:
         log.exception("could not read skipped offsets %d-%d of %s:%d", skipped.start, skipped.stop - 1,
                       tp.topic, tp.partition)

@@ -12,22 +12,25 @@ import time
 
 from faust.types import TP, EventT
 
-from models.runtime import ModelRuntime
 from models.trends import TrendTracker
 from stream.agents.recovery import recover_skipped
 from stream.app import (
     KAFKA_BOOTSTRAP,
+    KAFKA_SECURITY,
     app,
     deadletter_topic,
     findings_topic,
+    patient_ref,
     settings,
     trend_state_table,
     vitals_topic,
 )
 from stream.consumer_progress import ConsumerProgress
 from stream.deadletter import DeadLetter
+from stream.metrics import TimedModelRuntime, observe_findings
 from stream.monitor import UnreadFn
 from stream.pipeline import VitalsPipeline
+from stream.privacy import log_failure
 from stream.schema import InvalidChunk, SampleChunk, Signal, decode_chunk
 from stream.services import VITALS_TOPICS, group_start_offsets
 from stream.stats import worker_stats
@@ -58,25 +61,25 @@ class TableTrendStore:
         try:
             saved = trend_state_table.get(patient_id.encode())
             return TrendTracker.from_dict(json.loads(saved)) if saved else None
-        except Exception:
-            log.exception("unreadable trend state of %s; its trends restart", patient_id)
+        except Exception as exc:
+            log_failure(log, exc, "unreadable trend state of %s; its trends restart", patient_ref(patient_id))
             return None
 
     def save(self, patient_id: str, tracker: TrendTracker) -> None:
         try:
             trend_state_table[patient_id.encode()] = json.dumps(tracker.to_dict()).encode()
-        except Exception:
-            log.exception("could not save the trend state of %s", patient_id)
+        except Exception as exc:
+            log_failure(log, exc, "could not save the trend state of %s", patient_ref(patient_id))
 
     def delete(self, patient_id: str) -> None:
         try:
             trend_state_table.pop(patient_id.encode(), None)
-        except Exception:
-            log.exception("could not delete the trend state of %s", patient_id)
+        except Exception as exc:
+            log_failure(log, exc, "could not delete the trend state of %s", patient_ref(patient_id))
 
 
 pipeline = VitalsPipeline(
-    ModelRuntime.load_default(),
+    TimedModelRuntime.load_default(),
     window_s=settings.window_s,
     hop_s=settings.hop_s,
     align_hold_s=settings.align_hold_s,
@@ -153,7 +156,7 @@ async def process_message(tp: TP, offset: int, timestamp_s: float, key: bytes | 
     except InvalidChunk as exc:
         await dead_letter(tp, offset, key, value, exc)
     except Exception as exc:
-        log.exception("internal error on %s; patient state reset", key)
+        log_failure(log, exc, "internal error on %s; patient state reset, message dead-lettered", patient_ref(key))
         patient_id = key.decode(errors="replace") if key else ""
         # The patient's held chunks go with its state: dead-letter them too, so
         # nothing is dropped unseen.
@@ -224,7 +227,7 @@ async def learn_start_offsets(kept: set[TP]) -> None:
         return
     try:
         starts = await group_start_offsets(KAFKA_BOOTSTRAP, settings.app_id,
-                                           [(tp.topic, tp.partition) for tp in fresh])
+                                           [(tp.topic, tp.partition) for tp in fresh], security=KAFKA_SECURITY)
     except Exception as exc:
         log.warning("start offsets of %d partitions unknown (%r); they count as read", len(fresh), exc)
         return
@@ -249,14 +252,16 @@ async def publish_findings(windows: list[WindowAnalysis]) -> None:
         return
     try:
         findings = pipeline.assemble(windows)
-    except Exception:
+    except Exception as exc:
         # A model failure on valid input is a bug; count it loudly rather than stop
         # every patient on this worker.
-        log.exception("model inference failed for %d windows; findings dropped", len(windows))
+        log_failure(log, exc, "model inference failed for %d windows; findings dropped", len(windows))
         worker_stats.dead_letters["inference_error"] += len(windows)
         return
+    worker_stats.windows += len(windows)
     for finding in findings:
         await findings_topic.send(key=finding.patient_id.encode(), value=finding.to_json())
+    observe_findings(f.t_ms for f in findings)
 
 
 # Rebalances the idle flush has seen (Faust's app.rebalancing_count) and when the last ended.
@@ -283,8 +288,8 @@ async def flush_quiet_patients() -> None:
         return
     try:
         windows = pipeline.flush_idle(settings.flush_idle_s, caught_up=_caught_up)
-    except Exception:
-        log.exception("flushing quiet patients failed")
+    except Exception as exc:
+        log_failure(log, exc, "flushing quiet patients failed")
         return
     await publish_findings(windows)
     if settings.forget_idle_s > 0:

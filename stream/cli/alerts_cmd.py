@@ -23,6 +23,8 @@ from rich.table import Table
 from alerting.actions import CareAction
 from alerting.store import ActionOutcome, Alert, RedisAlertStore
 from alerting.subscriber import AlertSubscriber
+from stream.connections import KafkaSecurity, RedisSecurity, redact_url, redis_client
+from stream.privacy import pseudonymizer_for
 from stream.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, help="Follow, list, acknowledge and snooze alerts.")
@@ -54,13 +56,23 @@ def _endpoints(settings: Settings) -> tuple[str, str]:
 def _store() -> tuple[RedisAlertStore, str]:
     settings = Settings.from_env()
     redis_url, kafka = _endpoints(settings)
-    client = redis.Redis.from_url(redis_url)
+    client = redis_client(redis_url, RedisSecurity.from_settings(settings))
     try:
         client.ping()
     except redis.RedisError as exc:
-        err.print(f"[red]error:[/] Redis at {redis_url} does not answer: {exc}")
+        err.print(f"[red]error:[/] Redis at {redact_url(redis_url)} does not answer: {exc}")
         raise typer.Exit(1) from None
     return RedisAlertStore(client, settings.redis_prefix), kafka
+
+
+def _patient_key(patient: str | None) -> str | None:
+    """The id the alerts carry for ``patient``: its pseudonym when the gateways pseudonymise
+    (VITALSTREAM_PSEUDONYM_KEY), so the care team can ask by the id it knows; a pseudonym
+    given as such is kept."""
+    if patient is None:
+        return None
+    pseudonymizer = pseudonymizer_for(Settings.from_env().pseudonym_key)
+    return pseudonymizer(patient) if pseudonymizer is not None else patient
 
 
 def _time(ms: int | None) -> str:
@@ -129,7 +141,7 @@ def list_cmd(
 ) -> None:
     """Open alerts (or all with --all), oldest first."""
     store, _ = _store()
-    alerts = store.list_alerts(patient, include_resolved, priority)
+    alerts = store.list_alerts(_patient_key(patient), include_resolved, priority)
     if as_json:
         print(json.dumps([a.to_dict() for a in alerts], indent=2))
         return
@@ -157,9 +169,11 @@ def _publish(action: CareAction, kafka: str) -> bool:
 
     from stream.services import ACTIONS_TOPIC
 
+    security = KafkaSecurity.from_settings(Settings.from_env())
+
     async def send() -> None:
         producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all",
-                                    request_timeout_ms=10_000)
+                                    request_timeout_ms=10_000, **security.client_kwargs())
         await producer.start()
         try:
             await producer.send_and_wait(ACTIONS_TOPIC, action.to_json(),
@@ -260,7 +274,8 @@ def device_alarms(
     (raised as the alert shown), suppressed (the evidence, the verifier's p(true)) or
     unverifiable (raised too, saying it could not be verified)."""
     store, _ = _store()
-    rows = [d for d in store.device_alarms(patient, limit) if verdict is None or d.get("verdict") == verdict]
+    rows = [d for d in store.device_alarms(_patient_key(patient), limit)
+            if verdict is None or d.get("verdict") == verdict]
     if as_json:
         print(json.dumps(rows, indent=2))
         return

@@ -45,8 +45,22 @@ CreateTopicsOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")]
 
 
+def gateway_publisher(bootstrap: str) -> Any:
+    """A GatewayPublisher as the settings configure it: the broker's TLS / SASL and, with
+    VITALSTREAM_PSEUDONYM_KEY, patient ids replaced by their pseudonyms."""
+    from stream.connections import KafkaSecurity
+    from stream.gateway import GatewayPublisher
+    from stream.privacy import pseudonymizer_for
+    from stream.settings import Settings
+
+    settings = Settings.from_env()
+    return GatewayPublisher(bootstrap, security=KafkaSecurity.from_settings(settings),
+                            pseudonymizer=pseudonymizer_for(settings.pseudonym_key))
+
+
 def publish_target(explicit: str, create_topics: bool = True) -> str:
     """The broker to publish to; creates the pipeline's topics unless told not to."""
+    from stream.connections import KafkaSecurity
     from stream.services import ServiceError, ServiceState
     from stream.services import create_topics as create
     from stream.settings import Settings
@@ -67,7 +81,8 @@ def publish_target(explicit: str, create_topics: bool = True) -> str:
         # A broker would auto-create a missing topic with its default partition count,
         # breaking the co-partitioning of the vitals and findings topics.
         try:
-            create(kafka, settings.partitions, settings.replication_factor)
+            create(kafka, settings.partitions, settings.replication_factor,
+                   security=KafkaSecurity.from_settings(settings))
         except ServiceError as exc:
             err.print(f"[red]{exc}[/]")
             raise typer.Exit(2) from None
@@ -84,14 +99,14 @@ async def _publish_stream(
     on_progress: Any,
 ) -> dict[str, Any]:
     """Publish paced; SIGINT/SIGTERM stop it cleanly (deliver what was accepted, close)."""
-    from stream.gateway import GatewayPublisher, PacingStats, PublishError, publish_paced
+    from stream.gateway import PacingStats, PublishError, publish_paced
 
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, task.cancel)
-    publisher = GatewayPublisher(bootstrap)
+    publisher = gateway_publisher(bootstrap)
     stats = PacingStats()
     interrupted = False
     error = None
@@ -337,8 +352,10 @@ def publish_alarm(
 ) -> None:
     """Forward one alarm the bedside monitor raised (what a gateway does for each), for the
     aggregator to confirm or suppress; see `vitalstream alerts device-alarms`."""
+    from dataclasses import replace
+
     from stream.device_alarm import DeviceAlarm, InvalidDeviceAlarm
-    from stream.gateway import PublishError, now_ms, publish_device_alarms
+    from stream.gateway import PublishError, now_ms
 
     try:
         alarm = DeviceAlarm(patient, alarm_type, now_ms() if at_ms is None else at_ms, device, label)
@@ -346,12 +363,50 @@ def publish_alarm(
         err.print(f"[red]{exc}[/]")
         raise typer.Exit(2) from None
     kafka = publish_target(bootstrap, create_topics)
+    publisher = gateway_publisher(kafka)
+
+    async def forward() -> None:
+        async with publisher:
+            await publisher.publish_device_alarm(alarm)
+
     try:
-        asyncio.run(publish_device_alarms(kafka, [alarm]))
+        asyncio.run(forward())
     except PublishError as exc:
         err.print(f"[red]{exc}[/]")
         raise typer.Exit(1) from None
+    if publisher.pseudonymizer is not None:  # what was sent, and what Redis will show
+        alarm = replace(alarm, patient_id=publisher.pseudonymizer(alarm.patient_id))
     if as_json:
         sys.stdout.write(json.dumps({"alarm_id": alarm.alarm_id, "topic": "vitals.device-alarms"}) + "\n")
     else:
         err.print(f"delivered {alarm.alarm_id} to vitals.device-alarms on {kafka}")
+
+
+def pseudonym(
+    patient_ids: Annotated[list[str], typer.Argument(help="Patient ids as the devices send them.")],
+    log_ref: Annotated[bool, typer.Option("--log-ref", help="Also the reference worker logs use for them.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """The pseudonym each patient id travels under (VITALSTREAM_PSEUDONYM_KEY; see
+    docs/security.md): what the alerts in Redis and the topics carry for that patient."""
+    from stream.privacy import PatientLogRef, pseudonymizer_for
+    from stream.settings import Settings
+
+    settings = Settings.from_env()
+    pseudonymizer = pseudonymizer_for(settings.pseudonym_key)
+    if pseudonymizer is None:
+        err.print("[red]VITALSTREAM_PSEUDONYM_KEY (or VITALSTREAM_PSEUDONYM_KEY_FILE) is not set: "
+                  "patient ids travel unchanged[/]")
+        raise typer.Exit(2)
+    refs = PatientLogRef(settings.pseudonym_key)
+    rows = []
+    for patient_id in patient_ids:
+        pseudonym_ = pseudonymizer(patient_id)
+        # Worker logs see the id as it arrives, which is the pseudonym.
+        rows.append({"patient_id": patient_id, "pseudonym": pseudonym_,
+                     **({"log_ref": refs(pseudonym_)} if log_ref else {})})
+    if as_json:
+        sys.stdout.write(json.dumps(rows) + "\n")
+    else:
+        for row in rows:
+            typer.echo("\t".join(row.values()))

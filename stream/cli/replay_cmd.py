@@ -70,8 +70,13 @@ def replay(
 ) -> None:
     """Publish recordings through the gateway SDK, one patient per record, all at once."""
     from stream.cli.gateway_cmd import publish_target
+    from stream.connections import KafkaSecurity
+    from stream.privacy import pseudonymizer_for
     from stream.replay.records import load_paths
     from stream.replay.replayer import prepare_replay, replay_to_kafka
+    from stream.settings import Settings
+
+    settings = Settings.from_env()
 
     # Same broker resolution as `publish` (option, environment, `services up`), and the
     # topics are created with the pipeline's partition count before anything is sent.
@@ -100,6 +105,8 @@ def replay(
                     stats,
                     speed=None if max_speed else speed,
                     progress=lambda done: bar.update(task, completed=done),
+                    security=KafkaSecurity.from_settings(settings),
+                    pseudonymizer=pseudonymizer_for(settings.pseudonym_key),
                 )
             )
         )

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from stream.connections import KafkaSecurity
 from stream.services import ServiceError, create_topics, resolve_endpoints
 from stream.settings import Settings
 
@@ -27,7 +28,8 @@ def worker(
         endpoints = resolve_endpoints(
             settings.kafka_bootstrap_servers, settings.redis_url, Path(settings.state_dir)
         )
-        create_topics(endpoints.kafka_bootstrap, settings.partitions, settings.replication_factor)
+        create_topics(endpoints.kafka_bootstrap, settings.partitions, settings.replication_factor,
+                      security=KafkaSecurity.from_settings(settings))
     except ServiceError as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from None
@@ -38,6 +40,7 @@ def worker(
     from stream.agents import register_all
 
     app = register_all()
+    # Faust's worker command sets web_bind and web_host again from its own options.
     sys.argv = [
         "vitalstream-worker",
         "worker",
@@ -45,8 +48,10 @@ def worker(
         loglevel or settings.log_level,
         "--web-port",
         str(settings.worker_web_port),
+        "--web-bind",
+        settings.worker_web_host,
         "--web-host",
-        "127.0.0.1",
+        app.conf.web_host,
     ]
     app.main()
 

@@ -27,7 +27,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from stream.connections import PLAINTEXT, KafkaSecurity
 from stream.device_alarm import DeviceAlarm
+from stream.privacy import Pseudonymizer
 from stream.replay.records import Recording, nan_runs
 from stream.replay.scoring import CHALLENGE2015_ALERT_TYPES
 from stream.schema import MIN_TIMESTAMP_MS, SampleChunk, Signal, make_chunk
@@ -285,11 +287,14 @@ async def replay_to_kafka(
     progress: Callable[[int], None] | None = None,
     throttle: Callable[[int], Awaitable[None]] | None = None,
     throttle_every_s: float = 20.0,
+    security: KafkaSecurity = PLAINTEXT,
+    pseudonymizer: Pseudonymizer | None = None,
 ) -> ReplayStats:
-    """Publish through ``stream.gateway.GatewayPublisher``."""
+    """Publish through ``stream.gateway.GatewayPublisher`` (TLS / SASL per ``security``;
+    patient ids replaced by their pseudonyms when given a ``pseudonymizer``)."""
     from stream.gateway import GatewayPublisher
 
-    async with GatewayPublisher(bootstrap) as publisher:
+    async with GatewayPublisher(bootstrap, security=security, pseudonymizer=pseudonymizer) as publisher:
         return await publish_chunks(
             publisher,
             chunks,

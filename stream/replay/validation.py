@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stream.connections import PLAINTEXT, KafkaSecurity
 from stream.device_alarm import DEVICE_ALARMS_TOPIC, DeviceAlarm
 from stream.replay import scoring
 from stream.replay.records import CHALLENGE2015_ALARM_S, Recording, load_suite
@@ -146,9 +147,8 @@ def run_pipeline(
     device_alarms: bool = True,
 ) -> RunOutput:
     """Everything that touches Kafka, Redis and the worker process."""
-    import redis
-
     from alerting.store import RedisAlertStore
+    from stream.connections import RedisSecurity, redis_client
     from stream.services import create_topics, embedded_services
     from stream.worker_process import WorkerProcess
 
@@ -157,9 +157,13 @@ def run_pipeline(
     app_id = f"vitalstream-val-{run_id}"
     chunks, stats = prepare_replay(recordings, end_s=end_s)
     alarms = [a for r in recordings for a in record_device_alarms(r, stats.base_ms, end_s(r))] if device_alarms else []
-    env_services = {k: v for k, v in os.environ.items() if k in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL")}
-    with embedded_services(work_dir / "services", env=env_services) as endpoints:
-        create_topics(endpoints.kafka_bootstrap, settings.partitions)
+    # The services named by the environment (with their TLS / SASL / ACL settings, which the
+    # worker inherits too), else embedded ones; security settings without them are refused.
+    env_services = {k: v for k, v in os.environ.items() if k.startswith(("KAFKA_", "REDIS_"))}
+    kafka_security = KafkaSecurity.from_settings(settings)
+    with embedded_services(work_dir / "services", env=env_services,
+                           redis_security=RedisSecurity.from_settings(settings)) as endpoints:
+        create_topics(endpoints.kafka_bootstrap, settings.partitions, security=kafka_security)
         env = {
             "KAFKA_BOOTSTRAP_SERVERS": endpoints.kafka_bootstrap,
             "REDIS_URL": endpoints.redis_url,
@@ -170,7 +174,7 @@ def run_pipeline(
             "VITALSTREAM_LOG_LEVEL": "warn",
             "VITALSTREAM_FLUSH_IDLE_S": str(REPLAY_FLUSH_IDLE_S),
         }
-        client = redis.Redis.from_url(endpoints.redis_url)
+        client = redis_client(endpoints.redis_url, RedisSecurity.from_settings(settings))
         store = RedisAlertStore(client, prefix)
         try:
             with WorkerProcess(env, work_dir / "worker.log") as worker:
@@ -192,6 +196,7 @@ def run_pipeline(
                         hop_s=settings.hop_s,
                         window_s=settings.window_s,
                         flush_idle_s=REPLAY_FLUSH_IDLE_S,
+                        security=kafka_security,
                     )
                 )
                 # The worker's own counters (dead letters, flushes held for lag, ...) at the end.
@@ -230,13 +235,14 @@ async def _replay_and_drain(
     flush_idle_s: float,
     throttle_timeout_s: float = REPLAY_THROTTLE_TIMEOUT_S,
     stall_s: float = 3.0,
+    security: KafkaSecurity = PLAINTEXT,
 ) -> tuple[dict[str, list[FindingRecord]], dict[str, Any]]:
     from stream.gateway import publish_device_alarms
     from stream.replay.replayer import replay_to_kafka
     from stream.services import FINDINGS_TOPIC, VITALS_TOPICS, consumer_group_lag
 
     findings: dict[str, list[FindingRecord]] = {}
-    collector = _FindingsCollector(bootstrap, FINDINGS_TOPIC, findings)
+    collector = _FindingsCollector(bootstrap, FINDINGS_TOPIC, findings, security)
     await collector.start()
     topics = [*VITALS_TOPICS, FINDINGS_TOPIC, DEVICE_ALARMS_TOPIC]
     # Per patient: chunk start times and the running maximum of chunk ends, to know how
@@ -255,7 +261,7 @@ async def _replay_and_drain(
 
     async def lag() -> int | None:
         try:
-            return await asyncio.to_thread(consumer_group_lag, bootstrap, app_id, topics)
+            return await asyncio.to_thread(lambda: consumer_group_lag(bootstrap, app_id, topics, security=security))
         except Exception:
             return None
 
@@ -308,11 +314,12 @@ async def _replay_and_drain(
             progress=(lambda done: progress("replay", done, total)) if progress else None,
             throttle=throttle,
             throttle_every_s=THROTTLE_EVERY_S,
+            security=security,
         )
         # The monitors' alarms go out after the data (CinC 2015's fire where the real-time
         # data ends), as a gateway forwards an alarm when the monitor raises it; the
         # aggregator decides each once a finding covers its instant, whichever comes first.
-        await publish_device_alarms(bootstrap, alarms)
+        await publish_device_alarms(bootstrap, alarms, security=security)
         # Last finding each patient can produce: the window ending at the last hop boundary
         # covered by its data (window ends lie on base + k * hop); the worker's idle flush
         # closes it.
@@ -368,8 +375,10 @@ async def _replay_and_drain(
 class _FindingsCollector:
     """Reads ``vitals.findings`` from the beginning without joining any consumer group."""
 
-    def __init__(self, bootstrap: str, topic: str, sink: dict[str, list[FindingRecord]]) -> None:
+    def __init__(self, bootstrap: str, topic: str, sink: dict[str, list[FindingRecord]],
+                 security: KafkaSecurity = PLAINTEXT) -> None:
         self.bootstrap = bootstrap
+        self.security = security
         self.topic = topic
         self.sink = sink
         self.count = 0
@@ -381,7 +390,8 @@ class _FindingsCollector:
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, enable_auto_commit=False, auto_offset_reset="earliest"
+            bootstrap_servers=self.bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
+            **self.security.client_kwargs(),
         )
         await self._consumer.start()
         parts = self._consumer.partitions_for_topic(self.topic)

@@ -12,6 +12,7 @@ import redis
 
 from stream.services import Endpoints, create_topics
 from stream.worker_process import WorkerProcess
+from tests.e2e.kafka_io import kafka_security, redis_for
 
 PARTITIONS = 4
 
@@ -43,8 +44,8 @@ def pipeline(services: Endpoints, tmp_path_factory: pytest.TempPathFactory) -> I
     tag = uuid.uuid4().hex[:8]
     state_dir = tmp_path_factory.mktemp("worker")
     env = pipeline_env(services, state_dir, tag)
-    create_topics(services.kafka_bootstrap, PARTITIONS)
-    client = redis.Redis.from_url(services.redis_url, decode_responses=False)
+    create_topics(services.kafka_bootstrap, PARTITIONS, security=kafka_security(services.kafka_bootstrap))
+    client = redis_for(services.redis_url, decode_responses=False)
     with WorkerProcess(env, state_dir / "worker.log") as worker:
         worker.wait_ready(120)
         yield Pipeline(services, env, env["VITALSTREAM_REDIS_PREFIX"], env["VITALSTREAM_APP_ID"], client, worker)

@@ -10,6 +10,7 @@ import numpy as np
 from stream.gateway import GatewayPublisher, chunk_signals, merge_by_time
 from stream.schema import Signal
 from stream.simulator import PatientScenario, SimulatedRecording, device_id_for, simulate_patient
+from tests.e2e.kafka_io import kafka_security
 
 
 def simulate(scenarios: list[PatientScenario], start_ms: int | None = None) -> list[SimulatedRecording]:
@@ -39,7 +40,7 @@ def publish_recordings(
     chunks = list(merge_by_time(*streams))
 
     async def run() -> None:
-        async with GatewayPublisher(bootstrap) as publisher:
+        async with GatewayPublisher(bootstrap, security=kafka_security(bootstrap)) as publisher:
             for _ in range(times):
                 await publisher.publish_many(chunks)
             await publisher.flush()
