@@ -257,6 +257,9 @@ class VerifierModel:
     coef: np.ndarray
     intercept: float
     threshold: float  # suppress (where allowed) when p(true alarm) < threshold
+    # The alarm types it may suppress: those with enough alarms of both kinds in its training
+    # data (models.verifier_training.MIN_ALARMS_PER_CLASS); for the others it only reports p.
+    suppresses: tuple[str, ...] = ()
     version: str = VERIFIER_VERSION
     metadata: dict[str, Any] = field(default_factory=dict)
 
@@ -272,14 +275,14 @@ class VerifierModel:
         return cls(tuple(d["features"]), np.asarray(d["medians"], dtype=np.float64),
                    tuple(d["indicator_of"]), np.asarray(d["mean"], dtype=np.float64),
                    np.asarray(d["scale"], dtype=np.float64), np.asarray(d["coef"], dtype=np.float64),
-                   float(d["intercept"]), float(d["threshold"]), d["version"],
+                   float(d["intercept"]), float(d["threshold"]), tuple(d.get("suppresses", ())), d["version"],
                    {k: v for k, v in d.items() if k not in _ARRAY_KEYS})
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.metadata, "version": self.version, "features": list(self.features),
                 "medians": _plain(self.medians), "indicator_of": list(self.indicator_of),
                 "mean": _plain(self.mean), "scale": _plain(self.scale), "coef": _plain(self.coef),
-                "intercept": self.intercept, "threshold": self.threshold}
+                "intercept": self.intercept, "threshold": self.threshold, "suppresses": list(self.suppresses)}
 
     def _standardised(self, x: np.ndarray) -> np.ndarray:
         x = np.atleast_2d(np.asarray(x, dtype=np.float64))
@@ -302,7 +305,8 @@ class VerifierModel:
         return [(names[i], float(values[i])) for i in order[:n]]
 
 
-_ARRAY_KEYS = {"features", "medians", "indicator_of", "mean", "scale", "coef", "intercept", "threshold", "version"}
+_ARRAY_KEYS = {"features", "medians", "indicator_of", "mean", "scale", "coef", "intercept", "threshold", "version",
+               "suppresses"}
 
 
 def _plain(a: np.ndarray) -> list[float]:
@@ -336,7 +340,8 @@ def verify(alarm_type: str, ev: AlarmEvidence, model: VerifierModel | None) -> V
     if evidence is not None:
         return Verification(Verdict.SUPPRESSED, f"evidence it is false: {evidence}; {measured}{said_p}",
                             p, worst_value, ev.windows)
-    if model is not None and p is not None and p < model.threshold and may_learn_to_suppress(alarm_type, ev):
+    if (model is not None and p is not None and p < model.threshold and alarm_type in model.suppresses
+            and may_learn_to_suppress(alarm_type, ev)):
         why = ", ".join(f"{name} {value:.2f}" for name, value in model.strongest(x))
         on = criterion_leads(alarm_type, ev)
         where = f"on the {LEAD_NAMES[on[0]]} only" if on else "on no lead"

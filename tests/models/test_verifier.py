@@ -186,3 +186,15 @@ def test_the_shipped_verifier_loads_and_says_how_it_was_validated() -> None:
     cv = model.metadata["cv"]
     assert cv["method"].startswith("record-wise") and cv["score"] is not None
     assert model.metadata["in_sample"]["score"] is not None
+    # It may suppress only the types it saw enough of (the shared records: VT alone).
+    assert model.suppresses == ("vtach",)
+
+
+def test_the_learned_tier_leaves_types_it_saw_too_few_of_to_the_rules() -> None:
+    samples = _synthetic_samples(120, 3)  # ~40 true, ~80 false VT; 30 asystole (6 true)
+    model = fit_verifier(samples)
+    assert model.suppresses == ("vtach",)
+    # An asystole alarm the model scores as false, with nothing for the rules: delivered.
+    ev = _ev(e1_pause_max=6.0, e1_usable_throughout=0.5, e2_present_throughout=1.0, e2_pause_max=1.0,
+             e2_usable_throughout=0.5)
+    assert verify("asystole", ev, model).verdict is not Verdict.SUPPRESSED
