@@ -32,6 +32,15 @@ class WorkerStats:
     transport_recovered: int = 0
     transport_skipped: int = 0
     transport_holes: list[str] = field(default_factory=list)
+    # The dashboard's feed (stream.agents.care_feed): evidence strips stored, strips wanted
+    # whose samples had already left the recorder, vitals snapshots written, failures, and
+    # the recorder's size.
+    strips_written: int = 0
+    strips_unavailable: int = 0
+    vitals_snapshots_written: int = 0
+    care_feed_errors: int = 0
+    evidence_patients: int = 0
+    evidence_bytes: int = 0
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -50,6 +59,12 @@ class WorkerStats:
             "transport_recovered": self.transport_recovered,
             "transport_skipped": self.transport_skipped,
             "transport_holes": list(self.transport_holes),
+            "strips_written": self.strips_written,
+            "strips_unavailable": self.strips_unavailable,
+            "vitals_snapshots_written": self.vitals_snapshots_written,
+            "care_feed_errors": self.care_feed_errors,
+            "evidence_patients": self.evidence_patients,
+            "evidence_bytes": self.evidence_bytes,
         }
 
 

@@ -35,6 +35,7 @@ from alerting.aggregator import (
 )
 from alerting.catalogue import AlertConfig
 from alerting.store import RedisAlertStore
+from stream.agents import care_feed
 from stream.agents.recovery import recover_skipped
 from stream.app import (
     actions_topic,
@@ -97,7 +98,9 @@ def apply_input(state: PatientAlertState, topic: str, value: bytes) -> tuple[Pat
         newest = _clock.get(finding.patient_id)
         if newest is None or finding.t_ms >= newest[0]:
             start_clock(finding.patient_id, finding.t_ms)
-        return process_finding(state, finding, alert_config)
+        result = process_finding(state, finding, alert_config)
+        care_feed.observe_finding(finding)  # the dashboard's ward board and trends
+        return result
     obj = json.loads(value)
     if isinstance(obj, dict) and "tick" in obj:
         return process_tick(state, int(obj["tick"]), alert_config)
@@ -155,6 +158,7 @@ async def handle(tp: TP, offset: int, key: bytes | None, value: bytes) -> None:
         # here and the agent retries the message rather than drop an alert.
         await _apply_with_retry(emissions)
         worker_stats.emissions += len(emissions)
+        await care_feed.capture_evidence(emissions)  # the dashboard's evidence strips
     if new_state is not state:
         alert_state_table[key] = new_state.to_json()
     if not new_state.awaits_time():
