@@ -242,6 +242,9 @@ class LiveFeed:
             except asyncio.CancelledError:
                 raise
             except (redis.RedisError, OSError) as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise asyncio.CancelledError from exc  # shutting down, not an outage
                 self.ready.clear()
                 self.counters.reconnects += 1
                 log.warning("Redis unavailable for the live feed (%s); retrying in %.1f s",
