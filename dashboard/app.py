@@ -58,6 +58,7 @@ HERE = Path(__file__).resolve().parent
 SESSION_COOKIE = "vs_session"
 LOGIN_CSRF_COOKIE = "vs_login_csrf"
 KEEPALIVE_S = 15.0
+FEED_BLOCK_MS = 2000
 AUDIT_KEEP = 10_000
 
 access_log = logging.getLogger("dashboard.access")
@@ -132,9 +133,12 @@ class Dashboard:
                  bearer: BearerVerifier | None = None, users: UsersFile | None = None) -> None:
         self.config = config
         self.client = redis.Redis.from_url(config.redis_url)
-        self.aclient = aioredis.Redis.from_url(config.redis_url)
+        # The live feed blocks in XREAD for FEED_BLOCK_MS; redis-py's default socket timeout
+        # (5 s) must stay above it, or a quiet ward would look like an outage. redis-py lets a
+        # cancelled command finish first, so the block also bounds how long a shutdown waits.
+        self.aclient = aioredis.Redis.from_url(config.redis_url, socket_timeout=FEED_BLOCK_MS / 1000 + 10)
         self.reader = WardReader(self.client, config.redis_prefix)
-        self.feed = LiveFeed(self.aclient, self.reader)
+        self.feed = LiveFeed(self.aclient, self.reader, block_ms=FEED_BLOCK_MS)
         self.sessions = SessionStore(self.client, config.redis_prefix, idle_s=config.session_idle_s,
                                      max_s=config.session_max_s)
         self.users = users if users is not None else UsersFile(config.users_file or None)
@@ -158,13 +162,19 @@ class Dashboard:
         try:
             yield
         finally:
+            self.feed.stopping = True
             self._feed_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._feed_task
+            # Bounded: a shutdown must not hang on a Redis connection mid-read.
+            done, _ = await asyncio.wait({self._feed_task}, timeout=3)
+            if not done:
+                log.warning("the live feed did not stop within 3 s")
             if self.own_publisher and isinstance(self.publisher, KafkaActionPublisher):
                 with contextlib.suppress(Exception):
-                    await self.publisher.stop()
-            await self.aclient.aclose()
+                    await asyncio.wait_for(self.publisher.stop(), 5)
+            try:
+                await asyncio.wait_for(self.aclient.aclose(), 3)
+            except TimeoutError:
+                log.warning("the Redis connection of the live feed did not close within 3 s")
             self.client.close()
 
     # --------------------------------------------------------------------- auth

@@ -148,6 +148,7 @@ class LiveFeed:
         self.latest: dict[str, tuple[VitalsSnapshot, int | None]] = {}
         self.counters = FeedCounters()
         self.ready = asyncio.Event()
+        self.stopping = False
         # Called with each batch after it was fanned out (the bench's server-side clock).
         self.on_batch: Callable[[int, int], None] | None = None
 
@@ -227,7 +228,9 @@ class LiveFeed:
         ids = {self.alerts_stream: "$", self.vitals_stream: "$"}
         backoff = 0.5
         first = True
-        while True:
+        # Checked each round as well as on cancellation: redis-py finishes a command it was
+        # cancelled in and may swallow the cancellation.
+        while not self.stopping:
             try:
                 if first or not self.ready.is_set():
                     # Stream positions before the state is read: nothing falls in between.
@@ -242,9 +245,8 @@ class LiveFeed:
             except asyncio.CancelledError:
                 raise
             except (redis.RedisError, OSError) as exc:
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    raise asyncio.CancelledError from exc  # shutting down, not an outage
+                if self.stopping:
+                    return  # shutting down (a cancelled read can surface as a timeout), not an outage
                 self.ready.clear()
                 self.counters.reconnects += 1
                 log.warning("Redis unavailable for the live feed (%s); retrying in %.1f s",

@@ -328,3 +328,14 @@ def test_bearer_tokens_from_the_identity_provider(dash: Dash, bearer_app) -> Non
     assert client.get("/api/board", headers={"Authorization": "Basic a2ltOnB3"}).status_code == 401
     # The dashboard without OIDC refuses bearer tokens outright.
     assert dash.client.get("/api/board", headers=auth).json()["error"].startswith("bearer tokens are not enabled")
+
+
+def test_a_quiet_ward_is_not_mistaken_for_a_redis_outage(dash: Dash) -> None:
+    """XREAD blocks longer than nothing happens; the feed must not reconnect (and make every
+    browser reload the board) when the streams are merely quiet."""
+    from dashboard.app import FEED_BLOCK_MS
+
+    d = dash.client.app.state.dashboard  # type: ignore[attr-defined]
+    timeout = d.aclient.connection_pool.connection_kwargs.get("socket_timeout")
+    assert timeout is None or timeout > FEED_BLOCK_MS / 1000 + 1
+    assert d.feed.block_ms == FEED_BLOCK_MS and d.feed.counters.reconnects == 0

@@ -92,3 +92,29 @@ def test_trend_view_columns() -> None:
     view = views.trend_view([TrendPoint(0, 1, hr=60.0), TrendPoint(60_000, 2, hr=62.0, news2=3)])
     assert view["t_ms"] == [0, 60_000] and view["hr"] == [60.0, 62.0] and view["news2"] == [None, 3]
     assert views.natural_key("bed-2") < views.natural_key("bed-10")
+
+
+def test_live_feed_waits_out_quiet_streams_without_reconnecting(redis_url: str) -> None:
+    """A blocking read longer than the client's socket timeout would look like an outage;
+    with the timeout above the block, quiet streams cost nothing."""
+    import asyncio
+    import uuid
+
+    import redis
+    import redis.asyncio as aioredis
+
+    from dashboard.source import LiveFeed, WardReader
+
+    async def run() -> int:
+        client = aioredis.Redis.from_url(redis_url, socket_timeout=1.5)
+        feed = LiveFeed(client, WardReader(redis.Redis.from_url(redis_url), f"testquiet{uuid.uuid4().hex[:6]}"),
+                        block_ms=400)
+        task = asyncio.create_task(feed.run())
+        await asyncio.sleep(2.0)
+        feed.stopping = True
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await client.aclose()
+        return feed.counters.reconnects
+
+    assert asyncio.run(run()) == 0
