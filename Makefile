@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench services-up services-down clean
+.PHONY: install install-browser demo test lint bench services-up services-down clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,20 +16,36 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Headless Chromium for the dashboard's browser tests and bench (Debian's package: the
+# network allows no browser download of Playwright's own). Installed with apt-get when run
+# as root; otherwise the browser tests skip and say why.
+CHROMIUM ?= /usr/bin/chromium
+install-browser:
+	@if [ -x "$(CHROMIUM)" ] || command -v chromium >/dev/null 2>&1; then \
+		true; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's chromium for the browser tests"; \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+			|| echo "could not install chromium: the browser tests will be skipped"; \
+	else \
+		echo "no Chromium and no root apt-get to install it: the browser tests will be skipped"; \
+	fi
+
 demo: install
 	$(BIN)/vitalstream demo
 
 # The pytest session fixtures start the services the tests need (see tests/conftest.py).
-test: install
+test: install install-browser
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint: install
-	$(BIN)/ruff check stream models alerting tests bench
+	$(BIN)/ruff check stream models alerting dashboard tests bench
 
-bench: install
+bench: install install-browser
 	$(BIN)/python bench/bench_dsp.py
 	$(BIN)/python bench/bench_models.py
 	$(BIN)/python bench/bench_aggregator.py
+	$(BIN)/python bench/bench_dashboard.py
 
 services-up: install
 	$(BIN)/vitalstream services up

@@ -11,7 +11,7 @@ all beats of a window.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,6 +142,10 @@ class ModelRuntime:
         self.beat_meta = beat_meta
         self.rhythm_meta = rhythm_meta
         self._patients: OrderedDict[str, _PatientBeats] = OrderedDict()
+        # Called per analysed window with the patient id, its beats' event times (ms) and
+        # their classes (None: not classified yet), before the beat memory is pruned; the
+        # worker's evidence strips draw them (stream.agents.care_feed).
+        self.beat_observer: Callable[[str, np.ndarray, list[str | None]], None] | None = None
 
     @classmethod
     def load_default(cls, weights_dir: Path | None = None, with_sveb: bool = True) -> ModelRuntime:
@@ -417,6 +421,8 @@ class ModelRuntime:
             if later.size and times.size:
                 unknown = np.min(np.abs(times[:, None] - later[None, :]), axis=1) <= _MATCH_MS
                 classes = [None if u else c for c, u in zip(classes, unknown, strict=True)]
+            if self.beat_observer is not None:
+                self.beat_observer(windows[wi].patient_id, times, classes)
             length, rate = _longest_v_run(times, classes)
             outputs[wi].v_run_length = length
             outputs[wi].v_run_rate_bpm = rate

@@ -156,6 +156,13 @@ def redis_client(url: str, security: RedisSecurity = NO_REDIS_AUTH, **kwargs: An
     return redis.Redis.from_url(url, **security.client_kwargs(url), **kwargs)
 
 
+def async_redis_client(url: str, security: RedisSecurity = NO_REDIS_AUTH, **kwargs: Any) -> Any:
+    """The asyncio twin of :func:`redis_client` (the dashboard's live feed)."""
+    from redis import asyncio as aioredis
+
+    return aioredis.Redis.from_url(url, **security.client_kwargs(url), **kwargs)
+
+
 def redact_url(url: str) -> str:
     """``url`` without its password, for messages and logs."""
     parts = urlsplit(url)

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import IO
 
 from rich.console import Console
 
@@ -67,7 +70,9 @@ def run_demo(*, patients: int, duration_s: float, seed: int, console: Console) -
                     stderr=sim_log,
                     start_new_session=True,
                 )
-                console.print(f"simulator started; ground truth in {truth}; waiting for alerts…\n")
+                console.print(f"simulator started; ground truth in {truth}; waiting for alerts…")
+                dashboard, dash_log = start_dashboard(workdir, env, settings.dashboard_port, console)
+                console.print()
                 try:
                     client = redis_client(endpoints.redis_url, RedisSecurity.from_settings(settings))
                     subscriber = AlertSubscriber(client, prefix=prefix, group="demo", consumer="demo-1")
@@ -84,6 +89,8 @@ def run_demo(*, patients: int, duration_s: float, seed: int, console: Console) -
                             console.print(f"[red]simulator exited with {sim.returncode}[/]; see {log}")
                             break
                 finally:
+                    stop_process(dashboard)
+                    dash_log.close()
                     with contextlib.suppress(ProcessLookupError):
                         os.killpg(sim.pid, signal.SIGTERM)
                     try:
@@ -101,3 +108,49 @@ def run_demo(*, patients: int, duration_s: float, seed: int, console: Console) -
         f"services, worker and simulator stopped (logs in {workdir})"
     )
     return printed
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def start_dashboard(workdir: Path, env: dict[str, str], port: int,
+                    console: Console) -> tuple[subprocess.Popen[bytes], IO[bytes]]:
+    """The care team's dashboard on the demo's Redis and broker, with two demo users whose
+    passwords are made up now and printed (a nurse who may acknowledge, a viewer)."""
+    from dashboard.auth import hash_password
+
+    passwords = {"nurse": secrets.token_urlsafe(9), "viewer": secrets.token_urlsafe(9)}
+    users = workdir / "dashboard-users.toml"
+    users.write_text("".join(f'[users.{name}]\nrole = "{name}"\nname = "Demo {name}"\n'
+                             f'password = "{hash_password(pw)}"\n\n' for name, pw in passwords.items()))
+    users.chmod(0o600)
+    if not _port_free(port):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+    log = open(workdir / "dashboard.log", "wb")  # noqa: SIM115 - closed by the caller
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stream.cli.main", "dashboard", "--port", str(port), "--ward", "Demo ward"],
+        env={**os.environ, **env, "VITALSTREAM_DASHBOARD_USERS": str(users), "VITALSTREAM_LOG_LEVEL": "info"},
+        stdout=log, stderr=log, start_new_session=True)
+    console.print(f"[bold]dashboard[/] http://127.0.0.1:{port}/  log in as [bold]nurse[/] / {passwords['nurse']} "
+                  f"(or viewer / {passwords['viewer']}); it stops with the demo (`vitalstream demo --duration "
+                  f"900` for longer)")
+    return proc, log
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()

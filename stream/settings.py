@@ -120,6 +120,29 @@ class Settings:
     # Secret key of the gateway's patient-id pseudonyms (HMAC-SHA256, stream.pseudonym);
     # empty = patient ids travel as the devices send them.
     pseudonym_key: str = field(default="", repr=False)
+    # Evidence strips (stream.evidence): seconds of each signal the worker keeps per patient
+    # at display rate to cut strips from, and how long a stored strip lives in Redis.
+    strip_buffer_s: float = 60.0
+    strip_ttl_s: int = 7 * 24 * 3600
+    # The ward board's feed (stream.agents.care_feed): how often the worker writes the
+    # patients' latest vitals to Redis, the length of one trend point and how much trend
+    # history is kept (event time).
+    vitals_flush_s: float = 1.0
+    trend_point_s: float = 60.0
+    trend_keep_s: float = 12 * 3600.0
+    # The dashboard (`vitalstream dashboard`, dashboard/README.md).
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = 8080
+    dashboard_users: str = ""  # TOML users file (`vitalstream dashboard hash-password`)
+    dashboard_session_idle_s: float = 900.0  # a session ends after this long unused...
+    dashboard_session_max_s: float = 12 * 3600.0  # ...and this long after login in any case
+    dashboard_secure_cookies: bool = False  # set when served over HTTPS (behind a proxy)
+    # OIDC/OAuth2 bearer tokens (optional): issuer, audience, JWKS URL, and the claim that
+    # carries the role (viewer / nurse / admin, or a list of them).
+    oidc_issuer: str = ""
+    oidc_audience: str = ""
+    oidc_jwks_url: str = ""
+    oidc_role_claim: str = "roles"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -135,6 +158,10 @@ class Settings:
                     values[f.name] = int(raw)
                 elif f.type in ("float", float):
                     values[f.name] = float(raw)
+                elif f.type in ("bool", bool):
+                    if raw.strip().lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off", ""):
+                        raise ValueError(raw)
+                    values[f.name] = raw.strip().lower() in ("1", "true", "yes", "on")
                 else:
                     values[f.name] = raw
             except ValueError:
@@ -155,6 +182,16 @@ class Settings:
             raise ValueError("VITALSTREAM_FORGET_IDLE_S must be >= 0")
         if self.align_hold_s < 0:
             raise ValueError("VITALSTREAM_ALIGN_HOLD_S must be >= 0")
+        if self.strip_buffer_s < 10.0:
+            raise ValueError("VITALSTREAM_STRIP_BUFFER_S must be >= 10 (one strip)")
+        if self.strip_ttl_s <= 0:
+            raise ValueError("VITALSTREAM_STRIP_TTL_S must be > 0")
+        if self.vitals_flush_s <= 0 or self.trend_point_s <= 0 or self.trend_keep_s <= 0:
+            raise ValueError("VITALSTREAM_VITALS_FLUSH_S, _TREND_POINT_S and _TREND_KEEP_S must be > 0")
+        if self.dashboard_session_idle_s <= 0 or self.dashboard_session_max_s <= 0:
+            raise ValueError("VITALSTREAM_DASHBOARD_SESSION_IDLE_S and _MAX_S must be > 0")
+        if not 0 < self.dashboard_port < 65536:
+            raise ValueError("VITALSTREAM_DASHBOARD_PORT must be a TCP port")
         if not self.redis_prefix or ":" in self.redis_prefix:
             raise ValueError("VITALSTREAM_REDIS_PREFIX must be non-empty and contain no ':'")
         if not 0 <= self.worker_web_port <= 65535:

@@ -39,6 +39,15 @@ class WorkerStats:
     # (event, type, priority), and bedside-alarm decisions written, by verdict.
     alert_changes: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     device_alarm_verdicts: Counter[str] = field(default_factory=Counter)
+    # The dashboard's feed (stream.agents.care_feed): evidence strips stored, strips wanted
+    # whose samples had already left the recorder, vitals snapshots written, failures, and
+    # the recorder's size.
+    strips_written: int = 0
+    strips_unavailable: int = 0
+    vitals_snapshots_written: int = 0
+    care_feed_errors: int = 0
+    evidence_patients: int = 0
+    evidence_bytes: int = 0
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -60,6 +69,12 @@ class WorkerStats:
             "transport_holes": list(self.transport_holes),
             "alert_changes": {"/".join(k): v for k, v in sorted(self.alert_changes.items())},
             "device_alarm_verdicts": dict(self.device_alarm_verdicts),
+            "strips_written": self.strips_written,
+            "strips_unavailable": self.strips_unavailable,
+            "vitals_snapshots_written": self.vitals_snapshots_written,
+            "care_feed_errors": self.care_feed_errors,
+            "evidence_patients": self.evidence_patients,
+            "evidence_bytes": self.evidence_bytes,
         }
 
 

@@ -37,6 +37,7 @@ from alerting.aggregator import (
 from alerting.catalogue import AlertConfig
 from alerting.store import RedisAlertStore
 from alerting.verification import DeviceAlarmDecision
+from stream.agents import care_feed
 from stream.agents.recovery import recover_skipped
 from stream.app import (
     actions_topic,
@@ -111,7 +112,9 @@ def apply_input(state: PatientAlertState, topic: str, value: bytes) -> Applied:
         newest = _clock.get(finding.patient_id)
         if newest is None or finding.t_ms >= newest[0]:
             start_clock(finding.patient_id, finding.t_ms)
-        return Applied(*process_finding(state, finding, alert_config), window_end_ms=finding.t_ms)
+        applied = Applied(*process_finding(state, finding, alert_config), window_end_ms=finding.t_ms)
+        care_feed.observe_finding(finding)  # the dashboard's ward board and trends
+        return applied
     obj = json.loads(value)
     if isinstance(obj, dict) and "tick" in obj:
         return Applied(*process_tick(state, int(obj["tick"]), alert_config))
@@ -176,6 +179,7 @@ async def handle(tp: TP, offset: int, key: bytes | None, value: bytes, produced_
         applied = await _apply_with_retry(emissions)
         worker_stats.emissions += len(emissions)
         count_writes(emissions, applied, produced_s if tp.topic == FINDINGS_TOPIC else None, window_end_ms)
+        await care_feed.capture_evidence(emissions)  # the dashboard's evidence strips
     if new_state is not state:
         alert_state_table[key] = new_state.to_json()
     if not new_state.awaits_time():

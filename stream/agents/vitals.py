@@ -13,6 +13,7 @@ import time
 from faust.types import TP, EventT
 
 from models.trends import TrendTracker
+from stream.agents import care_feed
 from stream.agents.recovery import recover_skipped
 from stream.app import (
     KAFKA_BOOTSTRAP,
@@ -86,6 +87,7 @@ pipeline = VitalsPipeline(
     on_release=release_held,
     trend_store=TableTrendStore(),
 )
+pipeline.runtime.beat_observer = care_feed.record_beats  # beat marks of the dashboard's evidence strips
 
 
 def decode_message(topic: str, key: bytes | None, value: bytes) -> SampleChunk:
@@ -142,6 +144,7 @@ async def process_message(tp: TP, offset: int, timestamp_s: float, key: bytes | 
     progress.advance(tp, offset, timestamp_s)
     try:
         chunk = decode_message(tp.topic, key, value)
+        care_feed.record_chunk(chunk)  # the dashboard's evidence strips
         if chunk.patient_id not in progress.partitions_of:
             # Every signal topic the patient could use, not only those read so far: a
             # worker on a backlog may not have reached the patient's PPG yet, and an

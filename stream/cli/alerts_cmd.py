@@ -20,8 +20,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from alerting.actions import CareAction
-from alerting.store import ActionOutcome, Alert, RedisAlertStore
+from alerting.care_actions import CareActionResult, KafkaActionPublisher, take_care_action
+from alerting.store import Alert, RedisAlertStore
 from alerting.subscriber import AlertSubscriber
 from stream.connections import KafkaSecurity, RedisSecurity, redact_url, redis_client
 from stream.privacy import pseudonymizer_for
@@ -161,50 +161,44 @@ def list_cmd(
     out.print(table)
 
 
-def _publish(action: CareAction, kafka: str) -> bool:
-    """Tell the worker's state machine (topic vitals.alert-actions, key = patient id)."""
-    if not kafka:
-        return False
-    from aiokafka import AIOKafkaProducer
+def _take(kind: str, alert_id: str, by: str, minutes: float | None, publish: bool,
+          as_json: bool) -> None:
+    """The care team's one path (alerting.care_actions): Redis, then the worker via Kafka."""
+    store, kafka = _store()
 
-    from stream.services import ACTIONS_TOPIC
-
-    security = KafkaSecurity.from_settings(Settings.from_env())
-
-    async def send() -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all",
-                                    request_timeout_ms=10_000, **security.client_kwargs())
-        await producer.start()
-        try:
-            await producer.send_and_wait(ACTIONS_TOPIC, action.to_json(),
-                                         key=action.patient_id.encode())
-        finally:
-            await producer.stop()
+    async def run() -> CareActionResult | None:
+        if not (publish and kafka):
+            return await take_care_action(store, None, kind, alert_id, by, minutes)
+        security = KafkaSecurity.from_settings(Settings.from_env())
+        async with KafkaActionPublisher(kafka, security=security) as publisher:
+            return await take_care_action(store, publisher, kind, alert_id, by, minutes)
 
     try:
-        asyncio.run(asyncio.wait_for(send(), timeout=15))
-        return True
-    except Exception as exc:  # Redis already has it; say so and carry on
-        err.print(f"[yellow]warning:[/] could not publish to Kafka ({escape(str(exc))}); "
-                  "Redis has the change and keeps it, but the worker was not told")
-        return False
-
-
-def _report(outcome: ActionOutcome | None, alert_id: str, kafka: str, publish: bool,
-            as_json: bool) -> None:
-    if outcome is None:
+        result = asyncio.run(run())
+    except Exception as exc:
+        if isinstance(exc, ValueError | redis.RedisError):
+            err.print(f"[red]error:[/] {escape(str(exc))}")
+            raise typer.Exit(1) from None
+        # The producer could not start: Redis was not written either, so try Redis alone.
+        err.print(f"[yellow]warning:[/] could not reach Kafka ({escape(str(exc))})")
+        result = asyncio.run(take_care_action(store, None, kind, alert_id, by, minutes))
+        if result is not None:
+            result = CareActionResult(result.outcome, False, str(exc))
+    if result is None:
         err.print(f"[red]no alert {escape(alert_id)}[/]")
         raise typer.Exit(1)
-    sent = _publish(outcome.action, kafka) if publish else False
     if as_json:
-        print(json.dumps({"changed": outcome.changed, "published": sent,
-                          "action": outcome.action.to_dict(), "alert": outcome.alert.to_dict()}))
+        print(json.dumps({"changed": result.outcome.changed, "published": result.published,
+                          "action": result.outcome.action.to_dict(), "alert": result.outcome.alert.to_dict()}))
         return
-    verb = "done" if outcome.changed else "no change (already in effect or resolved)"
-    out.print(f"{verb}: {_line(outcome.alert)}")
+    verb = "done" if result.outcome.changed else "no change (already in effect or resolved)"
+    out.print(f"{verb}: {_line(result.outcome.alert)}")
     if publish and not kafka:
         err.print("[dim]not sent to the worker: no Kafka broker configured "
                   "(KAFKA_BOOTSTRAP_SERVERS or `vitalstream services up`)[/]")
+    elif publish and not result.published:
+        err.print(f"[yellow]warning:[/] could not publish to Kafka ({escape(result.publish_error)}); "
+                  "Redis has the change and keeps it, but the worker was not told")
 
 
 @app.command()
@@ -216,8 +210,7 @@ def ack(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Acknowledge an alert (idempotent; stops escalation; audited)."""
-    store, kafka = _store()
-    _report(store.ack(alert_id, by), alert_id, kafka, publish, as_json)
+    _take("ack", alert_id, by, None, publish, as_json)
 
 
 @app.command()
@@ -231,9 +224,7 @@ def snooze(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Silence an alert for a while; it comes back if still active when the time is up."""
-    store, kafka = _store()
-    _report(store.snooze(alert_id, minutes, by or getpass.getuser()), alert_id, kafka, publish,
-            as_json)
+    _take("snooze", alert_id, by or getpass.getuser(), minutes, publish, as_json)
 
 
 @app.command()

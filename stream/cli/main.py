@@ -6,6 +6,7 @@ import typer
 
 from stream.cli import (
     alerts_cmd,
+    dashboard_cmd,
     eval_signals,
     gateway_cmd,
     models_cmd,
@@ -26,6 +27,7 @@ train_app = typer.Typer(help="Train the models on recordings.", no_args_is_help=
 
 app.add_typer(services_cmd.app, name="services")
 app.add_typer(alerts_cmd.app, name="alerts")
+app.add_typer(dashboard_cmd.app, name="dashboard")
 app.add_typer(eval_app, name="eval")
 app.add_typer(train_app, name="train")
 
