@@ -1,13 +1,14 @@
-"""Per-finding cost of the aggregator, with and without the bedside-alarm window checks,
+"""Per-finding cost of the aggregator, with and without the bedside-alarm evidence rows,
 side by side in one run.
 
 Run: ``python bench/bench_aggregator.py [--patients 200] [--windows 150] [--repeats 5]``
 
 Each finding goes through ``process_finding`` (every alert type judged, persistence,
 episodes) plus the JSON round trip of the patient's state, as the aggregator agent does
-with its Faust table. The second column also judges the window against the five
-verifiable alarm types at their confirm bounds and keeps it (``_Run.check_window``,
-``alerting/verification.py``); the third feeds one bedside alarm per patient per minute.
+with its Faust table. The second column also turns the window into its evidence row and
+keeps it for 30 s (``_Run.check_window``, ``alerting/verification.py``: ~3 KB of state per
+patient); the third feeds one bedside alarm per patient per minute, each decided by the
+rules and the learned verifier (``models/verifier.py``).
 Findings are varied (normal, tachycardic, noisy, with pauses) so alerts open and close.
 Prints microseconds per finding, the ratio, and patients per core (one finding per 2 s hop).
 """
@@ -80,13 +81,13 @@ def main() -> None:
     n = args.patients * args.windows
 
     real_check: Callable[..., None] = aggregator._Run.check_window
-    configs = [("findings, no window checks", findings, False),
-               ("findings + window checks (shipped)", findings, True),
+    configs = [("findings, no evidence rows", findings, False),
+               ("findings + evidence rows (shipped)", findings, True),
                ("findings + checks + 1 bedside alarm/min", with_alarms, True)]
 
     def once(inputs: list, check: bool) -> float:
         aggregator._Run.check_window = real_check if check else (  # type: ignore[method-assign]
-            lambda self, f, state, assessed: None)
+            lambda self, f: None)
         try:
             return run(inputs)
         finally:
@@ -101,7 +102,7 @@ def main() -> None:
     print(f"{args.patients} patients x {args.windows} windows, best of {args.repeats} interleaved, one thread")
     for (label, _, _), t in zip(configs, best, strict=True):
         print(f"{label:<44} {t / n * 1e6:8.1f} us/finding  {HOP_MS / 1000 / (t / n):10,.0f} patients/core")
-    print(f"ratio: window checks cost x{best[1] / best[0]:.2f} per finding; "
+    print(f"ratio: evidence rows cost x{best[1] / best[0]:.2f} per finding; "
           f"with a bedside alarm a minute x{best[2] / best[0]:.2f}")
 
 

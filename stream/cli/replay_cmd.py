@@ -155,6 +155,11 @@ def validate(
             "--no-device-alarms scores the pipeline's own detection alone.",
         ),
     ] = True,
+    drain_timeout_s: Annotated[
+        float,
+        typer.Option(help="Through the broker: seconds to wait, after the replay, for the worker to finish "
+                     "(a slow or shared machine needs more for the 292 CinC 2015 records)."),
+    ] = 900.0,
 ) -> None:
     """Replay a suite through the real pipeline, score the alerts, write a report."""
     from stream.replay.validation import SUITES, run_validation
@@ -185,7 +190,7 @@ def validate(
         try:
             metrics = run_validation(
                 suite, data_dir, out, records, progress=progress, in_process=in_process, jobs=jobs,
-                device_alarms=device_alarms,
+                device_alarms=device_alarms, drain_timeout_s=drain_timeout_s,
             )
         except (ServiceError, FileNotFoundError, ValueError) as exc:
             err.print(f"[red]{exc}[/]")

@@ -642,6 +642,7 @@ def run_validation(
     in_process: bool = False,
     jobs: int | None = None,
     device_alarms: bool = True,
+    drain_timeout_s: float = 900.0,
 ) -> dict[str, Any]:
     """Run one suite end to end; returns the metrics written to ``out_dir/metrics.json``.
 
@@ -679,6 +680,7 @@ def run_validation(
                 settings=settings,
                 progress=progress,
                 device_alarms=device_alarms,
+                drain_timeout_s=drain_timeout_s,
             )
         result = SCORERS[suite](recordings, out)
         metrics: dict[str, Any] = {
