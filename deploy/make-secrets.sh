@@ -42,8 +42,24 @@ server client "DNS:vitalstream"
 # Kafka's PEM key store: the private key followed by its certificate chain.
 cat "$out/kafka.key" "$out/kafka.crt" "$out/ca.crt" > "$out/kafka.keystore.pem"
 
+# The dashboard's users file: one admin (add nurses and viewers with
+# `vitalstream dashboard add-user deploy/secrets/dashboard_users.toml NAME --role nurse`).
+# The hash is dashboard.auth's format: scrypt$N$r$p$salt$digest (base64, unpadded).
+[ -s "$out/dashboard_admin_password" ] || openssl rand -base64 18 | tr -d '/+=' > "$out/dashboard_admin_password"
+if [ ! -s "$out/dashboard_users.toml" ]; then
+  python3 - "$out/dashboard_admin_password" "$out/dashboard_users.toml" <<'PY'
+import base64, hashlib, secrets, sys
+password = open(sys.argv[1]).read().strip()
+salt = secrets.token_bytes(16)
+digest = hashlib.scrypt(password.encode(), salt=salt, n=2**15, r=8, p=1, maxmem=128 * 2**20, dklen=32)
+b64 = lambda b: base64.b64encode(b).decode().rstrip("=")
+hashed = f"scrypt${2**15}$8$1${b64(salt)}${b64(digest)}"
+open(sys.argv[2], "w").write(f'[users.admin]\nrole = "admin"\nname = "Administrator"\npassword = "{hashed}"\n')
+PY
+fi
+
 # The containers run as other users than the one running this script: the secrets are
 # readable by them, the CA key is not needed by any container and stays private.
-chmod 644 "$out"/*.crt "$out"/*.pem "$out"/*.key "$out"/*password "$out/pseudonym_key"
+chmod 644 "$out"/*.crt "$out"/*.pem "$out"/*.key "$out"/*password "$out/pseudonym_key" "$out/dashboard_users.toml"
 chmod 600 "$out/ca.key"
 echo "secrets in $(pwd)/$out"
