@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench services-up services-down clean
+.PHONY: install demo test lint bench fuzz services-up services-down clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,7 +24,13 @@ test: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint: install
-	$(BIN)/ruff check stream models alerting tests bench
+	$(BIN)/ruff check stream models alerting tests bench fuzz
+
+# Coverage-guided fuzzing (atheris) of every message decoder: FUZZ_RUNS inputs each; prints
+# inputs tried and crashes per decoder (docs/fuzzing.md). Crashing inputs go to fuzz-crashes/.
+FUZZ_RUNS ?= 100000
+fuzz: install
+	$(BIN)/python -m fuzz.run --runs $(FUZZ_RUNS) --json fuzz-results.json
 
 bench: install
 	$(BIN)/python bench/bench_dsp.py
