@@ -36,6 +36,7 @@ bench: install
 	$(BIN)/python bench/bench_dsp.py
 	$(BIN)/python bench/bench_models.py
 	$(BIN)/python bench/bench_aggregator.py
+	$(BIN)/python bench/bench_deadletter.py
 
 services-up: install
 	$(BIN)/vitalstream services up
