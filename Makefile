@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench fuzz services-up services-down clean
+.PHONY: install demo test lint bench fuzz faults services-up services-down clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ test: install
 
 lint: install
 	$(BIN)/ruff check stream models alerting tests bench fuzz
+
+# Fault campaign (docs/faults.md): 9 simulated patients for 20 min through a broker, two
+# workers and Redis while 14 faults are injected; ~25 min. Counts and plot in out/faults/.
+faults: install
+	$(BIN)/python bench/faults.py --out out/faults
 
 # Coverage-guided fuzzing (atheris) of every message decoder: FUZZ_RUNS inputs each; prints
 # inputs tried and crashes per decoder (docs/fuzzing.md). Crashing inputs go to fuzz-crashes/.

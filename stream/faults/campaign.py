@@ -64,6 +64,10 @@ from stream.worker_process import WorkerProcess
 
 log = logging.getLogger(__name__)
 
+# How long kill_in_rebalance waits for the other worker to report the rebalance before it
+# kills it anyway (recorded as rebalance_seen false): a run of 2026-12-04 waited 90 s for
+# one that had already passed, and its fault overlapped the next.
+REBALANCE_WAIT_S = 30.0
 FAULT_KINDS = ("kill_worker", "kill_in_rebalance", "redis_outage", "gateway_cut", "duplicate_burst")
 
 
@@ -278,7 +282,7 @@ class Campaign:
             b = (a + 1) % len(self.workers)
             self.workers[a].kill()
             self.workers[a] = self._new_worker(a).start()
-            seen = wait_until(lambda: bool((self.workers[b].stats() or {}).get("rebalancing")), 90, 0.05)
+            seen = wait_until(lambda: _rebalancing(self.workers[b]), REBALANCE_WAIT_S, 0.05)
             detail = {"restarted": a, "killed_in_rebalance": b, "rebalance_seen": seen,
                       "waited_s": round((now() - started) / 1000, 1)}
             self.workers[b].kill()
@@ -414,23 +418,12 @@ class Campaign:
             published_ends.setdefault(pid, []).append(t)
         uncovered = scoring.uncovered_hops(ref_ends, published_ends, window_ms, hop_ms)
 
-        first_fault_ms = min((r.started_ms for r in self.records), default=self.start_ms + int(cfg.duration_s * 1000))
         findings = sorted(observer.findings, key=lambda f: f.received_ms)
-        baseline = [f.lag_ms for f in findings if self.start_ms + 30_000 <= f.received_ms < first_fault_ms]
-        base_lag = [lag for t, lag in observer.group_lag if self.start_ms + 30_000 <= t < first_fault_ms and lag >= 0]
-        normal_finding_lag_ms = int(max(cfg.min_normal_finding_lag_s * 1000, 2 * scoring.percentile(baseline, 99)))
-        normal_group_lag = max(cfg.min_normal_group_lag or 0,
-                               int(2 * scoring.percentile(base_lag, 99)) + len(patients))
-        inputs = scoring.RecoveryInputs(patients, findings, observer.group_lag, normal_finding_lag_ms,
-                                        normal_group_lag)
-        until = max(f.received_ms for f in findings) if findings else 0
-        starts = [r.started_ms for r in self.records]
-        for i, rec in enumerate(self.records):
-            # Up to the next fault, or to the end of the recordings (the drain after it
-            # has no live data to be fresh about).
-            horizon = starts[i + 1] if i + 1 < len(starts) else min(until, self.start_ms + int(cfg.duration_s * 1000))
-            ms = scoring.recovery_ms(inputs, rec.started_ms, rec.ended_ms, horizon)
-            rec.recovery_s = None if ms is None else round(ms / 1000, 2)
+        recovery = recovery_times(self.start_ms, cfg.duration_s, [asdict(r) for r in self.records], findings,
+                                  observer.group_lag, patients, cfg.min_normal_finding_lag_s, cfg.min_normal_group_lag)
+        for rec, seconds in zip(self.records, recovery["recovery_s"], strict=True):
+            rec.recovery_s = seconds
+        normal_finding_lag_ms, normal_group_lag = recovery["normal_finding_lag_ms"], recovery["normal_group_lag"]
 
         truth_types = {(e.patient_id, e.type) for e in truth}
         tolerated = {(r["patient_id"], r["type"]) for s in self.scenarios for r in s.truth(self.start_ms)}
@@ -468,8 +461,9 @@ class Campaign:
             "dead_letters": observer.dead_letters,
             "normal_finding_lag_s": normal_finding_lag_ms / 1000,
             "normal_group_lag": normal_group_lag,
-            "baseline_finding_lag_p50_s": scoring.percentile(baseline, 50) / 1000,
-            "baseline_finding_lag_p99_s": scoring.percentile(baseline, 99) / 1000,
+            "fresh_s": recovery["fresh_ms"] / 1000,
+            "baseline_finding_lag_p50_s": recovery["baseline_lag_p50_ms"] / 1000,
+            "baseline_finding_lag_p99_s": recovery["baseline_lag_p99_ms"] / 1000,
             "recovery_s": {"max": max(recoveries, default=None), "median": scoring.percentile(recoveries, 50),
                            "all_recovered": len(recoveries) == len(self.records)},
             "faults": [asdict(r) for r in self.records],
@@ -489,6 +483,34 @@ class Campaign:
         return result
 
 
+def recovery_times(start_ms: int, duration_s: float, faults: list[dict[str, Any]],
+                   findings: list[scoring.FindingSeen], group_lag: list[tuple[int, int]], patients: list[str],
+                   min_normal_finding_lag_s: float = 8.0, min_normal_group_lag: int = 0) -> dict[str, Any]:
+    """Recovery time of each fault (scoring.recovery_ms), with "normal" measured from the
+    start + 30 s to the first fault; also used to score a finished run again
+    (``bench/faults.py --rescore``)."""
+    first_fault_ms = min((f["started_ms"] for f in faults), default=start_ms + int(duration_s * 1000))
+    before = [f for f in findings if start_ms + 30_000 <= f.received_ms < first_fault_ms]
+    baseline = [f.lag_ms for f in before]
+    base_lag = [lag for t, lag in group_lag if start_ms + 30_000 <= t < first_fault_ms and lag >= 0]
+    normal_finding_lag_ms = int(max(min_normal_finding_lag_s * 1000, 2 * scoring.percentile(baseline, 99)))
+    normal_group_lag = max(min_normal_group_lag, int(2 * scoring.percentile(base_lag, 99)) + len(patients))
+    fresh_ms = int(max(scoring.FRESH_MS, 2 * scoring.percentile(scoring.arrival_gaps_ms(before), 99)))
+    inputs = scoring.RecoveryInputs(patients, findings, group_lag, normal_finding_lag_ms, normal_group_lag, fresh_ms)
+    until = max((f.received_ms for f in findings), default=0)
+    starts = [f["started_ms"] for f in faults]
+    out = []
+    for i, fault in enumerate(faults):
+        # Up to the next fault, or to the end of the recordings (the drain after it has
+        # no live data to be fresh about).
+        horizon = starts[i + 1] if i + 1 < len(starts) else min(until, start_ms + int(duration_s * 1000))
+        ms = scoring.recovery_ms(inputs, fault["started_ms"], fault["ended_ms"], horizon)
+        out.append(None if ms is None else round(ms / 1000, 2))
+    return {"recovery_s": out, "normal_finding_lag_ms": normal_finding_lag_ms, "normal_group_lag": normal_group_lag,
+            "fresh_ms": fresh_ms, "baseline_lag_p50_ms": scoring.percentile(baseline, 50),
+            "baseline_lag_p99_ms": scoring.percentile(baseline, 99)}
+
+
 def _alerts_of(findings: list[VitalsFinding], patients: list[str], state_cls: Any,
                process: Any) -> list[scoring.AlertRecord]:
     from alerting.episode import AlertEmission
@@ -500,6 +522,13 @@ def _alerts_of(findings: list[VitalsFinding], patients: list[str], state_cls: An
             state, ems = process(state, f)
             emissions.extend(ems)
     return scoring.alerts_from_emissions(e for e in emissions if isinstance(e, AlertEmission))
+
+
+def _rebalancing(worker: WorkerProcess) -> bool:
+    """The worker reports a rebalance in progress, or has no partitions (Faust revokes them
+    all at a rebalance's start)."""
+    stats = worker.stats()
+    return bool(stats) and (bool(stats.get("rebalancing")) or not stats.get("assigned"))
 
 
 def _gone(pid: int) -> bool:

@@ -23,7 +23,8 @@ Definitions (docs/faults.md explains the choices):
   of the fault-free reference) that no published finding's window covers: samples no
   finding ever analysed.
 * **Recovery** — the system is *healthy* at a moment when (a) every patient's latest
-  finding arrived within the last ``FRESH_MS`` with its normal lag (event time of the
+  finding arrived within the last ``fresh_ms`` (``FRESH_MS`` or twice the p99 gap between
+  a patient's findings before the first fault) with its normal lag (event time of the
   window end to arrival, under ``normal_finding_lag_ms``) and (b) the worker group's
   uncommitted findings (the aggregator's consumer lag) are under their normal level. The
   recovery time of a fault is the end of the last unhealthy moment between its start and
@@ -41,7 +42,9 @@ from dataclasses import dataclass, field
 PRE_MS = 5_000
 POST_MS = 15_000
 LOST_TOLERANCE_MS = 30_000
-FRESH_MS = 4_000
+# A patient's findings arrive every hop (2 s) give or take the delivery's batching: fresh
+# means one arrived within this (or twice the p99 gap before the first fault, if longer).
+FRESH_MS = 6_000
 TICK_DRIVEN_TYPES = frozenset({"device_silent"})
 
 
@@ -208,6 +211,7 @@ class RecoveryInputs:
     group_lag: Sequence[tuple[int, int]]  # (wall ms, uncommitted findings of the worker group), sorted
     normal_finding_lag_ms: int
     normal_group_lag: int
+    fresh_ms: int = FRESH_MS
     _per_patient: dict[str, list[FindingSeen]] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
@@ -223,7 +227,7 @@ class RecoveryInputs:
             if i < 0:
                 return False
             latest = self._per_patient[patient][i]
-            if t_ms - latest.received_ms > FRESH_MS or latest.lag_ms > self.normal_finding_lag_ms:
+            if t_ms - latest.received_ms > self.fresh_ms or latest.lag_ms > self.normal_finding_lag_ms:
                 return False
         j = bisect.bisect_right(self._lag_times, t_ms) - 1
         return j >= 0 and self.group_lag[j][1] <= self.normal_group_lag
@@ -279,3 +283,14 @@ def alerts_from_emissions(emissions: Iterable[object]) -> list[AlertRecord]:
             raised_ms=raised_ms, resolved_ms=getattr(em, "resolved_ms", None), raised_events=raised[i] or 1,
             condition=condition_spans(raised_ms, changes[i])))
     return out
+
+
+def arrival_gaps_ms(findings: Sequence[FindingSeen]) -> list[int]:
+    """Gaps between consecutive arrivals of each patient's findings."""
+    last: dict[str, int] = {}
+    gaps = []
+    for f in sorted(findings, key=lambda f: f.received_ms):
+        if f.patient_id in last:
+            gaps.append(f.received_ms - last[f.patient_id])
+        last[f.patient_id] = f.received_ms
+    return gaps
