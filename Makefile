@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install install-browser demo test lint bench services-up services-down clean
+.PHONY: install install-browser demo test lint bench fuzz faults services-up services-down clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,13 +39,25 @@ test: install install-browser
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint: install
-	$(BIN)/ruff check stream models alerting dashboard tests bench
+	$(BIN)/ruff check stream models alerting dashboard tests bench fuzz
+
+# Fault campaign (docs/faults.md): 9 simulated patients for 20 min through a broker, two
+# workers and Redis while 14 faults are injected; ~25 min. Counts and plot in out/faults/.
+faults: install
+	$(BIN)/python bench/faults.py --out out/faults
+
+# Coverage-guided fuzzing (atheris) of every message decoder: FUZZ_RUNS inputs each; prints
+# inputs tried and crashes per decoder (docs/fuzzing.md). Crashing inputs go to fuzz-crashes/.
+FUZZ_RUNS ?= 100000
+fuzz: install
+	$(BIN)/python -m fuzz.run --runs $(FUZZ_RUNS) --json fuzz-results.json
 
 bench: install install-browser
 	$(BIN)/python bench/bench_dsp.py
 	$(BIN)/python bench/bench_models.py
 	$(BIN)/python bench/bench_aggregator.py
 	$(BIN)/python bench/bench_dashboard.py
+	$(BIN)/python bench/bench_deadletter.py
 
 services-up: install
 	$(BIN)/vitalstream services up

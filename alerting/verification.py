@@ -3,7 +3,8 @@
 A bedside monitor that alarms (``stream.device_alarm.DeviceAlarm``) is a second,
 independent reading of the patient. Most of its arrhythmia alarms are false (ICU studies:
 72-99 %; of the 292 shared CinC 2015 training alarms 59 %, of their VT alarms 73 %), and a
-true life-threatening alarm suppressed is the worst thing this product can do. So the aggregator keeps, for every window, a compact row of evidence from every signal
+true life-threatening alarm suppressed is the worst thing this product can do. So the
+aggregator keeps, for every window, a compact row of evidence from every signal
 (:func:`models.verifier_features.window_evidence`: both ECG leads, the arterial line, the
 PPG), and decides each alarm on the windows ending in the 10 s before it and the one
 covering it (:func:`models.verifier.verify`):

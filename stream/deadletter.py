@@ -7,8 +7,16 @@ Nothing a gateway sends is lost: an invalid message is wrapped and published to
 from __future__ import annotations
 
 import base64
+import binascii
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from stream.wire import check_fields, load_json_object
+
+
+class InvalidDeadLetter(ValueError):
+    """Bytes of ``vitals.deadletter`` that are not an envelope this module wrote."""
 
 
 @dataclass(frozen=True)
@@ -54,5 +62,17 @@ class DeadLetter:
         return json.dumps(asdict(self)).encode()
 
     @classmethod
-    def from_json(cls, data: bytes) -> DeadLetter:
-        return cls(**json.loads(data))
+    def from_json(cls, data: bytes | str) -> DeadLetter:
+        """Decode an envelope (tools that inspect or re-publish dead letters); raises
+        :class:`InvalidDeadLetter` for anything else. Unknown fields are ignored (a newer
+        writer's additions)."""
+        obj: dict[str, Any] = load_json_object(data, InvalidDeadLetter, "dead letter")
+        check_fields(cls, obj, InvalidDeadLetter)
+        try:
+            base64.b64decode(obj["original_b64"], validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise InvalidDeadLetter(f"original_b64 is not base64: {exc}") from None
+        return cls(**{k: obj[k] for k in _FIELDS})
+
+
+_FIELDS = tuple(f.name for f in fields(DeadLetter))

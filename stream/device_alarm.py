@@ -16,8 +16,12 @@ the catalogue's life-threatening types (the gateway maps the vendor's alarm name
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from stream.schema import MAX_FUTURE_SKEW_MS, MIN_TIMESTAMP_MS
+from stream.wire import NotJSON, parse_json
 
 DEVICE_ALARM_SCHEMA_VERSION = 1
 # Keyed by patient id and co-partitioned with the findings, like every aggregator input.
@@ -65,12 +69,19 @@ class DeviceAlarm:
         return json.dumps(asdict(self), separators=(",", ":")).encode()
 
     @classmethod
-    def from_json(cls, data: bytes | str) -> DeviceAlarm:
+    def from_json(cls, data: bytes | str, now_ms: int | None = None) -> DeviceAlarm:
+        """Decode a device-alarms message: a valid alarm, or :class:`InvalidDeviceAlarm`.
+        Its time must be one a sample could carry (``stream.schema``): an alarm far in the
+        future would wait for a finding that never comes, and stay in the patient's state."""
         try:
-            obj = json.loads(data)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            obj = parse_json(data)
+        except NotJSON as exc:
             raise InvalidDeviceAlarm(f"not JSON: {exc}") from None
-        return cls.from_dict(obj)
+        alarm = cls.from_dict(obj)
+        now = int(time.time() * 1000) if now_ms is None else now_ms
+        if not MIN_TIMESTAMP_MS <= alarm.t_ms <= now + MAX_FUTURE_SKEW_MS:
+            raise InvalidDeviceAlarm(f"t_ms {alarm.t_ms} is out of range (epoch ms, 2000-01-01 to now + 24 h)")
+        return alarm
 
     @classmethod
     def from_dict(cls, obj: Any) -> DeviceAlarm:

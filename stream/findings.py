@@ -13,11 +13,19 @@ any speed yields the same findings. ``None`` means "not measurable in this windo
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass, field, fields
 from functools import cache
 from typing import Any
 
+from stream.schema import MAX_FUTURE_SKEW_MS, MAX_ID_BYTES, MIN_TIMESTAMP_MS
+from stream.wire import check_epoch_ms, check_fields, load_json_object
+
 FINDINGS_SCHEMA_VERSION = 1
+
+
+class InvalidFinding(ValueError):
+    """A findings message the aggregator cannot use; the text is the dead-letter detail."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,8 +143,14 @@ class VitalsFinding:
         return json.dumps(asdict(self), separators=(",", ":")).encode()
 
     @classmethod
-    def from_json(cls, data: bytes | str) -> VitalsFinding:
-        obj = json.loads(data)
+    def from_json(cls, data: bytes | str, now_ms: int | None = None) -> VitalsFinding:
+        """Decode a findings message: a valid finding, or :class:`InvalidFinding`."""
+        return cls.from_wire(load_json_object(data, InvalidFinding, "finding"), now_ms)
+
+    @classmethod
+    def from_wire(cls, obj: Any, now_ms: int | None = None) -> VitalsFinding:
+        """A finding from a parsed message, after :func:`check_finding`."""
+        check_finding(obj, now_ms)
         return cls.from_dict(obj)
 
     @classmethod
@@ -151,7 +165,7 @@ class VitalsFinding:
                 # Fields added later (optional, with defaults) are ignored by an older reader:
                 # during a rolling upgrade a finding from a newer worker stays readable.
                 kwargs[key] = sub(**_known_fields(sub, kwargs[key]))
-        kwargs["trends"] = tuple(TrendFinding(**t) for t in kwargs.get("trends", ()))
+        kwargs["trends"] = tuple(TrendFinding(**_known_fields(TrendFinding, t)) for t in kwargs.get("trends", ()))
         kwargs["gaps"] = tuple(kwargs.get("gaps", ()))
         return cls(**kwargs)
 
@@ -165,3 +179,21 @@ def _known_fields(cls: type, obj: dict[str, Any]) -> dict[str, Any]:
 def _field_names(cls: type) -> frozenset[str]:
     # Every finding the aggregator reads passes through here, up to six times.
     return frozenset(f.name for f in fields(cls))
+
+
+def check_finding(obj: Any, now_ms: int | None = None) -> None:
+    """Raise :class:`InvalidFinding` unless ``obj`` (a parsed message) is a finding the
+    aggregator can use: every known field of the declared type, a patient id the size of
+    the samples', and an event time no sample could have been refused for. A finding far
+    in the future would otherwise make every real finding of the patient look stale
+    (``process_finding`` ignores findings not newer than the last one)."""
+    if not isinstance(obj, dict):
+        raise InvalidFinding(f"a finding must be a JSON object, got {type(obj).__name__}")
+    if obj.get("schema_version") != FINDINGS_SCHEMA_VERSION:
+        raise InvalidFinding(f"unsupported findings schema_version {obj.get('schema_version')!r:.40}")
+    check_fields(VitalsFinding, obj, InvalidFinding)
+    patient_id = obj["patient_id"]
+    if not patient_id.strip() or len(patient_id.encode()) > MAX_ID_BYTES:
+        raise InvalidFinding(f"patient_id must be 1-{MAX_ID_BYTES} bytes, got {patient_id[:80]!r}")
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    check_epoch_ms(obj["t_ms"], "t_ms", InvalidFinding, lo=MIN_TIMESTAMP_MS, hi=now + MAX_FUTURE_SKEW_MS)

@@ -43,6 +43,8 @@ from typing import Any
 
 import numpy as np
 
+from stream.wire import NotJSON, parse_json
+
 SCHEMA_VERSION = 1
 MAGIC = b"VS"
 _HEADER = struct.Struct("<2sBBfqQI")  # magic, version, signal, fs, ts_ms, seq, n
@@ -88,6 +90,8 @@ MIN_TIMESTAMP_MS = 946_684_800_000
 MAX_FUTURE_SKEW_MS = 24 * 3600 * 1000
 # Samples beyond this magnitude are encoder garbage whatever the units (mV, ADC counts).
 MAX_ABS_SAMPLE = 1e7
+# The binary encoding carries seq as uint64; a JSON chunk may not go beyond it either.
+MAX_SEQ = 2**64 - 1
 
 
 class InvalidChunk(ValueError):
@@ -158,8 +162,10 @@ def validate_chunk(chunk: SampleChunk, now_ms: int | None = None) -> None:
         value = getattr(chunk, name)
         if not isinstance(value, str) or not value.strip():
             raise InvalidChunk(f"missing_{name}")
-        if len(value.encode()) > MAX_ID_BYTES or any(c in value for c in "\n\r\t\0"):
+        if len(_utf8(value, name)) > MAX_ID_BYTES or any(c in value for c in "\n\r\t\0"):
             raise InvalidChunk(f"bad_{name}", repr(value[:80]))
+    if not isinstance(chunk.units, str) or len(_utf8(chunk.units, "units")) > 255:
+        raise InvalidChunk("bad_units", repr(chunk.units)[:80])
     if chunk.schema_version != SCHEMA_VERSION:
         raise InvalidChunk("unsupported_schema_version", str(chunk.schema_version))
     lo, hi = SAMPLING_RATE_RANGE_HZ[chunk.signal]
@@ -181,6 +187,8 @@ def validate_chunk(chunk: SampleChunk, now_ms: int | None = None) -> None:
         raise InvalidChunk("unsupported_units", f"{chunk.units!r} for abp (mmHg required)")
     if chunk.seq < 0:
         raise InvalidChunk("negative_seq", str(chunk.seq))
+    if chunk.seq > MAX_SEQ:
+        raise InvalidChunk("seq_out_of_range", str(chunk.seq)[:40])
     now = int(time.time() * 1000) if now_ms is None else now_ms
     if chunk.ts_ms < MIN_TIMESTAMP_MS or chunk.ts_ms > now + MAX_FUTURE_SKEW_MS:
         raise InvalidChunk("timestamp_out_of_range", str(chunk.ts_ms))
@@ -283,32 +291,43 @@ def _decode_binary(data: bytes) -> SampleChunk:
 
 def _decode_json(data: bytes) -> SampleChunk:
     try:
-        obj = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidChunk("bad_json", str(exc)[:120]) from None
+        obj = parse_json(data)
+    except NotJSON as exc:
+        raise InvalidChunk("bad_json", str(exc)) from None
     if not isinstance(obj, dict):
         raise InvalidChunk("bad_json", "not an object")
     missing = [k for k in ("patient_id", "device_id", "signal", "fs", "ts_ms", "seq", "samples") if k not in obj]
     if missing:
         raise InvalidChunk("missing_fields", ",".join(missing))
+    if not isinstance(obj["signal"], str):
+        raise InvalidChunk("unknown_signal", repr(obj["signal"])[:40])
     try:
         signal = Signal(obj["signal"])
     except ValueError:
         raise InvalidChunk("unknown_signal", repr(obj["signal"])[:40]) from None
     samples_obj = obj["samples"]
-    if not isinstance(samples_obj, list):
+    # Numbers only: not strings numpy would parse, booleans or nested lists. null is a
+    # missing sample (JSON has no NaN) and is refused below as non-finite.
+    if not isinstance(samples_obj, list) or not all(type(x) in _JSON_SAMPLE_TYPES for x in samples_obj):
         raise InvalidChunk("bad_samples", "samples must be a list of numbers")
     try:
         samples = np.asarray(samples_obj, dtype=np.float64)
-        fs = float(obj["fs"])
+    except OverflowError:  # an integer beyond float range (JSON has no limit on digits)
+        raise InvalidChunk("bad_samples", "a sample is beyond float range") from None
+    try:
+        fs = _as_float(obj["fs"], "fs")
         ts_ms = _as_int(obj["ts_ms"], "ts_ms")
         seq = _as_int(obj["seq"], "seq")
         version = _as_int(obj.get("schema_version", SCHEMA_VERSION), "schema_version")
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise InvalidChunk("bad_field_type", str(exc)[:120]) from None
     if not isinstance(obj["patient_id"], str) or not isinstance(obj["device_id"], str):
         raise InvalidChunk("bad_field_type", "patient_id and device_id must be strings")
     units = obj.get("units", DEFAULT_UNITS[signal])
+    if not isinstance(units, str):
+        raise InvalidChunk("bad_units", "units must be a string")
+    with np.errstate(over="ignore"):  # beyond float32: inf, refused as non-finite below
+        samples32 = samples.astype(np.float32)
     return SampleChunk(
         patient_id=obj["patient_id"],
         device_id=obj["device_id"],
@@ -316,10 +335,26 @@ def _decode_json(data: bytes) -> SampleChunk:
         fs=fs,
         ts_ms=ts_ms,
         seq=seq,
-        samples=samples.astype(np.float32) if samples.ndim == 1 else samples,
-        units=str(units),
+        samples=samples32,
+        units=units,
         schema_version=version,
     )
+
+
+_JSON_SAMPLE_TYPES = frozenset({float, int, type(None)})
+
+
+def _utf8(text: str, name: str) -> bytes:
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        raise InvalidChunk(f"bad_{name}", "not encodable as UTF-8") from None
+
+
+def _as_float(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name} must be a number")
+    return float(value)
 
 
 def _as_int(value: Any, name: str) -> int:

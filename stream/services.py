@@ -166,39 +166,48 @@ def _wait_port(proc: subprocess.Popen[bytes], port: int, name: str, log_path: Pa
     )
 
 
-def start_kafka(log_dir: Path, port: int | None = None) -> _Started:
+def start_kafka(log_dir: Path, port: int | None = None, *, advertised_port: int | None = None) -> _Started:
+    """``advertised_port``: the port the broker tells clients to connect to, when it is not
+    its own (a proxy in front of it, see ``stream.faults.proxy``); the caller then makes
+    that port answer before the broker is probed through it."""
     port = port or free_port()
     if port_open("127.0.0.1", port):
         raise ServiceError(f"port {port} is already in use; choose another or stop what holds it")
     url = f"tcp://127.0.0.1:{port}"
+    advertised = f"tcp://127.0.0.1:{advertised_port or port}"
     log_path = log_dir / "kafka.log"
     proc = _spawn(
-        [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
+        [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", advertised,
          "--storage-engine", "memory://tansu/"],
         log_path,
     )
     _wait_port(proc, port, "Tansu broker", log_path)
-    _wait_kafka_ready(f"127.0.0.1:{port}")
+    if advertised_port is None:
+        wait_kafka_ready(f"127.0.0.1:{port}")
     return _Started("kafka", proc.pid, port, str(log_path))
 
 
-def start_redis(log_dir: Path, port: int | None = None) -> _Started:
+def start_redis(log_dir: Path, port: int | None = None, *, durable: bool = False) -> _Started:
+    """``durable``: append-only file fsynced on every write, so a restart on the same
+    ``log_dir`` (even after SIGKILL) has every write Redis acknowledged, as a production
+    Redis holding alerts must be configured."""
     port = port or free_port()
     if port_open("127.0.0.1", port):
         raise ServiceError(f"port {port} is already in use; choose another or stop what holds it")
     log_path = log_dir / "redis.log"
     data_dir = log_dir / "redis-data"
     data_dir.mkdir(parents=True, exist_ok=True)
+    persistence = ["--appendonly", "yes", "--appendfsync", "always"] if durable else ["--appendonly", "no"]
     proc = _spawn(
         [redis_server_binary(), "--bind", "127.0.0.1", "--port", str(port), "--save", "",
-         "--appendonly", "no", "--dir", str(data_dir), "--protected-mode", "yes"],
+         *persistence, "--dir", str(data_dir), "--protected-mode", "yes"],
         log_path,
     )
     _wait_port(proc, port, "redis-server", log_path)
     return _Started("redis", proc.pid, port, str(log_path))
 
 
-def _wait_kafka_ready(bootstrap: str) -> None:
+def wait_kafka_ready(bootstrap: str) -> None:
     """The port opens before the broker answers metadata; wait for a real answer."""
 
     async def probe() -> None:

@@ -18,6 +18,8 @@ class WorkerStats:
     device_alarms: int = 0  # bedside-monitor alarms read (each decided once)
     dead_letters: Counter[str] = field(default_factory=Counter)
     bad_findings: int = 0
+    # Alert writes retried because Redis was unreachable (they wait; none is dropped).
+    redis_retries: int = 0
     # Idle flushes held back because more of the patient's data already waited in Kafka
     # (the worker lags), and high-water marks the consumer could not give (no lag check).
     idle_flushes_held: int = 0
@@ -59,6 +61,7 @@ class WorkerStats:
             "device_alarms": self.device_alarms,
             "dead_letters": dict(self.dead_letters),
             "bad_findings": self.bad_findings,
+            "redis_retries": self.redis_retries,
             "idle_flushes_held": self.idle_flushes_held,
             "highwater_unknown": self.highwater_unknown,
             "held_messages_acked": self.held_messages_acked,

@@ -15,7 +15,6 @@ keyed like everything else by patient id; the agent handles ticks like any other
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ import redis
 from aiokafka.partitioner import murmur2
 from faust.types import TP
 
-from alerting.actions import CareAction
+from alerting.actions import Tick, decode_action_message
 from alerting.aggregator import (
     Emission,
     PatientAlertState,
@@ -59,11 +58,21 @@ from stream.stats import worker_stats
 
 log = logging.getLogger(__name__)
 
+REDIS_TIMEOUT_S = 10.0
+# Backoff of the alert writes while Redis is unreachable: they are retried until Redis
+# answers, never dropped (see _apply_with_retry).
+REDIS_RETRY_MAX_S = 5.0
+
 alert_config = (
     AlertConfig.from_json(Path(settings.alert_config).read_text()) if settings.alert_config else AlertConfig()
 )
-store = RedisAlertStore(redis_client(settings.redis_url, RedisSecurity.from_settings(settings)),
-                         prefix=settings.redis_prefix)
+# Timeouts: a Redis that hangs (not only one that refuses connections) must surface as an
+# error the write retries on, not block the aggregator forever.
+store = RedisAlertStore(
+    redis_client(settings.redis_url, RedisSecurity.from_settings(settings),
+                 socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S),
+    prefix=settings.redis_prefix,
+)
 
 # Event-time clock per patient: the newest finding's t_ms and the wall time it arrived.
 # Ticks advance it by the wall time elapsed since, so "device silent" and escalation work
@@ -85,7 +94,7 @@ def event_now_ms(patient_id: str) -> int | None:
 
 
 def encode_tick(patient_id: str, now_ms: int) -> bytes:
-    return json.dumps({"tick": now_ms, "patient_id": patient_id}).encode()
+    return Tick(patient_id, now_ms).to_json()
 
 
 class Applied(NamedTuple):
@@ -115,10 +124,12 @@ def apply_input(state: PatientAlertState, topic: str, value: bytes) -> Applied:
         applied = Applied(*process_finding(state, finding, alert_config), window_end_ms=finding.t_ms)
         care_feed.observe_finding(finding)  # the dashboard's ward board and trends
         return applied
-    obj = json.loads(value)
-    if isinstance(obj, dict) and "tick" in obj:
-        return Applied(*process_tick(state, int(obj["tick"]), alert_config))
-    action = CareAction.from_dict(obj)
+    message = decode_action_message(value)  # InvalidCareAction is a ValueError
+    if isinstance(message, Tick):
+        if message.patient_id != state.patient_id:
+            raise ValueError(f"tick for {message.patient_id!r} keyed as {state.patient_id!r}")
+        return Applied(*process_tick(state, message.now_ms, alert_config))
+    action = message
     worker_stats.actions += 1
     now = event_now_ms(state.patient_id) or action.issued_ms
     return Applied(*process_action(state, action, now))
@@ -164,14 +175,17 @@ async def handle(tp: TP, offset: int, key: bytes | None, value: bytes, produced_
         saved = alert_state_table.get(key)
         state = PatientAlertState.from_json(saved) if saved else PatientAlertState.new(patient_id)
         new_state, emissions, window_end_ms = apply_input(state, tp.topic, value)
-    except (ValueError, TypeError, KeyError) as exc:
+    except ValueError as exc:
+        # The decoders raise only ValueError subclasses (stream.wire), with the reason.
         worker_stats.bad_findings += 1
-        letter = DeadLetter.wrap(
-            reason="bad_alert_input", detail=f"{type(exc).__name__}: {exc}", topic=tp.topic,
-            partition=tp.partition, offset=offset, key=key, original=value,
-            received_ms=int(time.time() * 1000),
-        )
-        await deadletter_topic.send(key=key, value=letter.to_json())
+        await _dead_letter(tp, offset, key, value, "bad_alert_input", f"{type(exc).__name__}: {exc}")
+        return
+    except Exception as exc:
+        # A bug on valid-looking input: one message is set aside (with the error), the
+        # agent and every other patient carry on. Redis errors are not caught here: the
+        # write below retries them.
+        log.exception("internal error on an alert input of %s; dead-lettered", patient_id)
+        await _dead_letter(tp, offset, key, value, f"internal_error:{type(exc).__name__}", str(exc))
         return
     if emissions:
         # Redis first, then the table: see the module docstring. A Redis outage raises
@@ -208,17 +222,36 @@ def count_writes(emissions: list[Emission], applied: list[bool], finding_produce
             observe_alert_write(emission.event, finding_produced_s, window_end_ms, now_s)
 
 
-async def _apply_with_retry(emissions: list[Emission], attempts: int = 30) -> list[bool]:
-    """Write to Redis; for each emission, whether it changed something."""
-    for attempt in range(attempts):
+async def _dead_letter(tp: TP, offset: int, key: bytes | None, value: bytes, reason: str, detail: str) -> None:
+    worker_stats.dead_letters[reason] += 1
+    letter = DeadLetter.wrap(reason=reason, detail=detail, topic=tp.topic, partition=tp.partition,
+                             offset=offset, key=key, original=value, received_ms=int(time.time() * 1000))
+    await deadletter_topic.send(key=key, value=letter.to_json())
+
+
+async def _apply_with_retry(emissions: list[Emission]) -> list[bool]:
+    """Write to Redis, retrying for as long as Redis is unreachable. The message is not
+    acknowledged meanwhile, so its offset is not committed: the alerts wait (the consumer
+    lag shows it) rather than be dropped, and a worker that dies meanwhile leaves them to
+    the next owner. (A bounded retry used to raise out of the agent after ~2 min, which
+    stopped the aggregator for good.) The writes are idempotent, so one that reached
+    Redis before the connection broke is not applied twice. Returns, per emission, whether
+    it changed something (a redelivery changes nothing)."""
+    attempt = 0
+    down_since = time.monotonic()
+    while True:
         try:
-            return await asyncio.to_thread(store.apply_each, emissions)
-        except redis.ConnectionError:
-            if attempt == attempts - 1:
-                raise
-            log.warning("Redis unavailable; retrying alert write (%d/%d)", attempt + 1, attempts)
-            await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
-    raise ValueError("attempts must be >= 1")
+            applied = await asyncio.to_thread(store.apply_each, emissions)
+            if attempt:
+                worker_stats.redis_retries += attempt
+                log.warning("Redis back after %.1f s; %d alert write(s) applied", time.monotonic() - down_since,
+                            len(emissions))
+            return applied
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            attempt += 1
+            log.warning("Redis unavailable for %.1f s (%s); retrying alert write (attempt %d)",
+                        time.monotonic() - down_since, type(exc).__name__, attempt)
+            await asyncio.sleep(min(REDIS_RETRY_MAX_S, 0.2 * 2 ** min(attempt - 1, 10)))
 
 
 # After each assignment, ticks outside the table's recovery add this worker's patients

@@ -8,7 +8,7 @@ import logging
 from faust.web import Request, Response, View
 
 from stream.agents.aggregator import ticked_patients
-from stream.agents.vitals import held_events, pipeline
+from stream.agents.vitals import awaiting, held_events, pipeline
 from stream.app import alert_state_table, app, trend_state_table
 from stream.device_alarm import DEVICE_ALARMS_TOPIC
 from stream.metrics import REGISTRY, PartitionOffsets, WorkerCollector, WorkerReading, exposition
@@ -27,10 +27,14 @@ def snapshot() -> dict[str, object]:
     assignment = app.consumer.assignment() if app.consumer else set()
     return {
         "assigned": bool(assignment),
+        # A rebalance in progress (the fault campaign kills workers during one).
+        "rebalancing": bool(app.rebalancing),
         "partitions": sorted(f"{tp.topic}:{tp.partition}" for tp in assignment),
         "patients": len(pipeline.monitors),
         "pipeline": pipeline.counters.as_dict(),
         "held_messages": len(held_events),  # not yet acknowledged: their offsets wait
+        # In their monitor, not yet covered by a published window: not acknowledged either.
+        "awaiting_analysis": len(awaiting),
         **worker_stats.as_dict(),
     }
 

@@ -26,6 +26,7 @@ from stream.app import (
     trend_state_table,
     vitals_topic,
 )
+from stream.awaiting_analysis import AwaitingAnalysis
 from stream.consumer_progress import ConsumerProgress
 from stream.deadletter import DeadLetter
 from stream.metrics import TimedModelRuntime, observe_findings
@@ -44,13 +45,30 @@ progress = ConsumerProgress()
 # carry an extra reference, so the offset is committed only once the chunk was analysed. A
 # worker that stops while holding them leaves them to be read again by the next owner.
 held_events: dict[int, EventT] = {}
+# Events of chunks in their patient's monitor that no published finding covers yet: their
+# offsets are committed once one does (stream/awaiting_analysis.py says why).
+awaiting = AwaitingAnalysis[EventT]()
+# A patient nothing arrived for in this long (wall clock) has had its idle flush: what it
+# still awaits is acknowledged (see AwaitingAnalysis.quiet).
+AWAIT_QUIET_S = settings.flush_idle_s + 5.0
 
 
 def release_held(chunk: SampleChunk) -> None:
+    """A held chunk entered its monitor: its message now waits for the window covering it."""
     event = held_events.pop(id(chunk), None)
     if event is not None:
-        event.ack()
+        awaiting.add(chunk.patient_id, chunk.end_ms, event, time.monotonic())
         worker_stats.held_messages_acked += 1
+
+
+def ack_analysed(windows: list[WindowAnalysis]) -> None:
+    """Acknowledge the messages of the chunks these (published) windows covered."""
+    through: dict[str, int] = {}
+    for w in windows:
+        through[w.patient_id] = max(through.get(w.patient_id, w.t_ms), w.t_ms)
+    for patient_id, t_ms in through.items():
+        for event in awaiting.analysed(patient_id, t_ms):
+            event.ack()
 
 
 class TableTrendStore:
@@ -133,6 +151,7 @@ async def process_vitals(stream) -> None:  # type: ignore[no-untyped-def]
                     windows.extend(await process_message(msg.tp, rec.offset, rec.timestamp_s, rec.key, rec.value))
             windows.extend(await process_message(msg.tp, msg.offset, msg.timestamp, msg.key, msg.value, event))
         await publish_findings(windows)
+        ack_analysed(windows)
 
 
 async def process_message(tp: TP, offset: int, timestamp_s: float, key: bytes | None, value: bytes,
@@ -152,9 +171,13 @@ async def process_message(tp: TP, offset: int, timestamp_s: float, key: bytes | 
             for signal in Signal:
                 progress.attach(chunk.patient_id, TP(signal.topic, tp.partition))
         windows = pipeline.push(chunk, timestamp_s, unread_on(tp.partition))
-        if event is not None and pipeline.holds(chunk):
+        if event is not None:
+            # One more reference: the offset is committed once the chunk is analysed.
             event.message.incref()
-            held_events[id(chunk)] = event
+            if pipeline.holds(chunk):
+                held_events[id(chunk)] = event
+            else:
+                awaiting.add(chunk.patient_id, chunk.end_ms, event, time.monotonic())
         return windows
     except InvalidChunk as exc:
         await dead_letter(tp, offset, key, value, exc)
@@ -168,6 +191,10 @@ async def process_message(tp: TP, offset: int, timestamp_s: float, key: bytes | 
             if held_event is not None:
                 await dead_letter_event(held_event, exc)
                 held_event.ack()
+        # So do the chunks its monitor had not analysed yet.
+        for waiting in awaiting.pop_patient(patient_id):
+            await dead_letter_event(waiting, exc)
+            waiting.ack()
         pipeline.forget(patient_id)
         progress.forget(patient_id)
         await dead_letter(tp, offset, key, value, exc)
@@ -192,6 +219,10 @@ async def drop_held_of_revoked(app_, revoked, **kwargs) -> None:  # type: ignore
         # counts as read to its end, the flush closes the windows they belong to, and they
         # arrive afterwards as late data (a gap).
         progress.rewind(msg.tp, msg.offset, msg.timestamp)
+    # Chunks not analysed yet go the same way: unacknowledged, their offsets uncommitted,
+    # read again by the partitions' next owner.
+    for event in awaiting.pop_where(lambda e: e.message.tp in moved):
+        progress.rewind(event.message.tp, event.message.offset, event.message.timestamp)
 
 
 @app.on_partitions_assigned.connect
@@ -213,6 +244,7 @@ def forget_patients_moved_away(kept: set[TP]) -> None:
     stayed keep their state: Faust seeks back to the committed offsets and the monitors
     skip what they already have."""
     for patient_id in progress.patients_off(kept):
+        awaiting.pop_patient(patient_id)  # (dropped unacknowledged on revocation already)
         pipeline.forget(patient_id)
         progress.forget(patient_id)
         worker_stats.patients_moved_away += 1
@@ -295,9 +327,14 @@ async def flush_quiet_patients() -> None:
         log_failure(log, exc, "flushing quiet patients failed")
         return
     await publish_findings(windows)
+    ack_analysed(windows)
+    for event in awaiting.quiet(time.monotonic(), AWAIT_QUIET_S):
+        event.ack()
     if settings.forget_idle_s > 0:
         gone = pipeline.forget_idle(settings.forget_idle_s, caught_up=lambda p: progress.caught_up(p, _highwater))
         for patient_id in gone:
+            for event in awaiting.pop_patient(patient_id):
+                event.ack()
             progress.forget(patient_id)
         pipeline.expire_departed_trends()
 

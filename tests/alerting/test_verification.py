@@ -335,3 +335,23 @@ def test_store_records_each_decision_once(store: RedisAlertStore) -> None:
     assert other["verdict"] == "suppressed" and other["alert_id"] == ""
     assert [d["patient_id"] for d in store.device_alarms()] == ["p1", "p2"]
 
+
+
+# Found by the fuzzers (docs/fuzzing.md): a RecursionError out of json.loads; and an alarm
+# far in the future, which waited for a finding that never comes and stayed in the state.
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        (b'{"patient_id": ' + b"[" * 5000 + b"]" * 5000 + b"}", "nested too deeply"),
+        (b'{"patient_id": "p", "alarm_type": "vtach", "t_ms": ' + b"7" * 5000 + b', "schema_version": 1}',
+         "not JSON"),
+        (json.dumps({"patient_id": "p", "alarm_type": "vtach", "t_ms": T0 + 10 * 24 * 3600 * 1000,
+                     "schema_version": 1}).encode(), "out of range"),
+        (json.dumps({"patient_id": "p", "alarm_type": "vtach", "t_ms": 5, "schema_version": 1}).encode(),
+         "out of range"),
+        (b'{"patient_id": "p\\ud800", "alarm_type": "vtach", "t_ms": 1, "schema_version": 1}', "surrogate"),
+    ],
+)
+def test_device_alarm_fuzzer_findings_are_refused(data: bytes, match: str) -> None:
+    with pytest.raises(InvalidDeviceAlarm, match=match):
+        DeviceAlarm.from_json(data, now_ms=T0)

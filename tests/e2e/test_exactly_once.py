@@ -121,8 +121,10 @@ def test_killed_worker_neither_loses_nor_duplicates_an_episode(services, tmp_pat
         # The trend history the killed worker saved (table changelog) is where the
         # replacement's trends start, not from nothing. (At least these two patients: both
         # workers also read what earlier tests left on the shared topics.)
-        pipeline_stats = (replacement.stats() or {}).get("pipeline", {})
-        assert pipeline_stats.get("trends_restored", 0) >= 2, pipeline_stats
+        # (stats() is None when the busy worker does not answer within 1 s: ask again.)
+        restored = wait_for(
+            lambda: (replacement.stats() or {}).get("pipeline", {}).get("trends_restored", 0) >= 2, timeout_s=30)
+        assert restored, (replacement.stats() or {}).get("pipeline", {})
     finally:
         # A failed assertion must not leave a worker running after the session.
         worker.stop()

@@ -142,3 +142,49 @@ def test_corrupted_binary_never_raises_anything_but_invalid_chunk(noise: bytes) 
         data[(i * 37) % len(data)] ^= b
     with contextlib.suppress(InvalidChunk):
         decode_chunk(bytes(data), now_ms=NOW)
+
+
+def _json_chunk(**changes: object) -> bytes:
+    obj = json.loads(encode_chunk_json(chunk()))
+    obj.update(changes)
+    return json.dumps(obj).encode()
+
+
+# Crashes the fuzzers found (fuzz/, docs/fuzzing.md): each raised something other than
+# InvalidChunk, which the worker treated as an internal error and reset the patient named
+# by the message's key.
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        # OverflowError: an integer beyond float range
+        (_json_chunk(fs=10**400), "bad_field_type"),
+        # RecursionError from json.loads
+        (b'{"samples": ' + b"[" * 5000 + b"]" * 5000 + b"}", "bad_json"),
+        # ValueError (not InvalidChunk): Python refuses integers of more than 4,300 digits
+        (b'{"fs": ' + b"7" * 5000 + b"}", "bad_json"),
+        # UnicodeEncodeError: a lone surrogate is valid JSON but no UTF-8 (the findings' Kafka key)
+        (b'{"patient_id": "p\\ud800"}', "bad_json"),
+        # numpy parses strings as numbers, and booleans as 0/1
+        (_json_chunk(samples=["1.5", "2.5"]), "bad_samples"),
+        (_json_chunk(samples=[True, False]), "bad_samples"),
+        (_json_chunk(samples=[[1.0, 2.0]]), "bad_samples"),
+        (_json_chunk(samples=[10**400]), "bad_samples"),
+        (_json_chunk(fs="250"), "bad_field_type"),
+        (_json_chunk(signal=["ecg"]), "unknown_signal"),
+        (_json_chunk(units={"mV": 1}), "bad_units"),
+        # The binary encoding's seq is a uint64: a JSON chunk beyond it cannot be re-encoded
+        (_json_chunk(seq=2**64), "seq_out_of_range"),
+        # A missing sample (JSON has no NaN) is a gap in the data, refused as such
+        (_json_chunk(samples=[0.1, None, 0.2]), "non_finite_samples"),
+    ],
+)
+def test_fuzzer_findings_are_refused_with_a_reason(data: bytes, reason: str) -> None:
+    with pytest.raises(InvalidChunk) as err:
+        decode_chunk(data, now_ms=NOW)
+    assert err.value.reason == reason
+
+
+def test_samples_beyond_float32_are_refused_as_non_finite() -> None:
+    with pytest.raises(InvalidChunk) as err:
+        decode_chunk(_json_chunk(samples=[1e300]), now_ms=NOW)
+    assert err.value.reason == "non_finite_samples"
