@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from stream.dsp.rpeaks import StreamingRPeakDetector
+from stream.replay.records import bidmc_file
 
 # AAMI EC57 beat labels in MIT-BIH (N L R e j / A a J S / V E / F / / f Q). Rhythm, noise
 # and other non-beat annotations ('+', '~', '|', 'x', '!', '[', ']' ...) are not beats.
@@ -287,9 +288,9 @@ def evaluate_resp(
     missing = dict.fromkeys(sources, 0)
     all_pulse_errs: list[float] = []
     for name in names:
-        sig = pd.read_csv(data_dir / f"{name}_Signals.csv.gz")
+        sig = pd.read_csv(bidmc_file(data_dir, name, "Signals"))
         sig.columns = [c.strip() for c in sig.columns]
-        br = pd.read_csv(data_dir / f"{name}_Breaths.csv.gz")
+        br = pd.read_csv(bidmc_file(data_dir, name, "Breaths"))
         fs = 125.0
 
         def column(col: str, frame: pd.DataFrame = sig) -> np.ndarray:
@@ -339,7 +340,7 @@ def evaluate_resp(
             rec[f"no_estimate_{k}"] = n_missing
         pulse_ref = column(
             "PULSE",
-            pd.read_csv(data_dir / f"{name}_Numerics.csv.gz").rename(columns=lambda c: c.strip()),
+            pd.read_csv(bidmc_file(data_dir, name, "Numerics")).rename(columns=lambda c: c.strip()),
         )
         pulse_errs = monitor_pulse_errors(ppg_raw, fs, pulse_ref)
         rec["pulse_rate_mae_bpm"] = round(float(np.mean(pulse_errs)), 3) if pulse_errs else None

@@ -123,12 +123,16 @@ def resp(
 ) -> None:
     """Breathing rate from RESP, PPG alone and ECG alone vs breath annotations (MAE, /min)."""
     from stream.dsp_eval import bidmc_names, evaluate_resp
+    from stream.replay.records import bidmc_candidates
 
     folder = _data_dir(data_dir, "bidmc")
     names = bidmc_names(folder, _records(records))
-    absent = [n for n in names if not (folder / f"{n}_Signals.csv.gz").is_file()]
+    absent = [(n, bidmc_candidates(folder, n, kind)) for n in names for kind in ("Signals", "Breaths", "Numerics")
+              if not any(p.is_file() for p in bidmc_candidates(folder, n, kind))]
     if absent:
-        err.print(f"[red]error:[/] no such record in {folder}: {', '.join(absent)}")
+        for n, paths in absent:
+            err.print(f"[red]error:[/] no such record in {folder}: {n} (looked for "
+                      f"{' and '.join(p.name for p in paths)})")
         raise typer.Exit(2)
     with _progress("breathing rate", len(names)) as step:
         result = evaluate_resp(folder, names, window_s=window_s, progress=step)

@@ -37,7 +37,7 @@ def worker(
     # The app reads its settings at import, so export the resolved endpoints first.
     os.environ["KAFKA_BOOTSTRAP_SERVERS"] = endpoints.kafka_bootstrap
     os.environ["REDIS_URL"] = endpoints.redis_url
-    from stream.agents import register_all
+    from stream.agents.registry import register_all
 
     app = register_all()
     # Faust's worker command sets web_bind and web_host again from its own options.

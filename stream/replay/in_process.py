@@ -30,6 +30,7 @@ from typing import Any
 from alerting.verification import VERIFY_TIMEOUT_S, DeviceAlarmDecision
 from stream.device_alarm import DeviceAlarm
 from stream.replay import scoring
+from stream.replay.outcome import FindingRecord
 from stream.replay.records import Recording
 from stream.replay.replayer import ReplayStats, prepare_replay, record_device_alarms
 from stream.schema import SampleChunk
@@ -73,7 +74,6 @@ def _run_job(job: _Job) -> tuple[dict[str, list[Any]], dict[str, list[Any]], lis
     from alerting.catalogue import AlertConfig
     from models.runtime import ModelRuntime
     from stream.pipeline import VitalsPipeline
-    from stream.replay.validation import FindingRecord
 
     if _runtime is None:
         torch.set_num_threads(1)

@@ -401,12 +401,31 @@ def load_bidmc_csv(signals_path: str | Path, patient_id: str | None = None) -> R
     return Recording(name, patient_id or name, channels, annotations, "bidmc", chosen)
 
 
+# PhysioNet ships BIDMC both ways: bidmc_csv/*.csv in the zip, *.csv.gz in the shared subset.
+BIDMC_SUFFIXES = (".csv.gz", ".csv")
+
+
+def bidmc_candidates(folder: Path, name: str, kind: str) -> list[Path]:
+    """The files that may hold record ``name``'s ``kind`` (``Signals``, ``Breaths``,
+    ``Numerics``): ``bidmc_01_Signals.csv.gz`` or ``bidmc_01_Signals.csv``."""
+    return [Path(folder) / f"{name}_{kind}{suffix}" for suffix in BIDMC_SUFFIXES]
+
+
+def bidmc_file(folder: Path, name: str, kind: str) -> Path:
+    """The file of record ``name``'s ``kind``; FileNotFoundError naming every file looked for."""
+    candidates = bidmc_candidates(folder, name, kind)
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise FileNotFoundError(f"no {kind} file for {name}: looked for {', '.join(str(p) for p in candidates)}")
+
+
 def _sibling(signals_path: Path, kind: str) -> Path | None:
-    for suffix in (".csv.gz", ".csv"):
-        cand = signals_path.with_name(signals_path.name.split("_Signals")[0] + kind + suffix)
-        if cand.exists():
-            return cand
-    return None
+    name = signals_path.name.split("_Signals")[0]
+    try:
+        return bidmc_file(signals_path.parent, name, kind.lstrip("_"))
+    except FileNotFoundError:
+        return None
 
 
 def _read_numeric_csv(path: Path) -> tuple[list[str], np.ndarray]:
@@ -440,10 +459,7 @@ def load_bidmc(data_dir: str | Path, records: Sequence[str] | None = None, prefi
         )
     out = []
     for num in wanted:
-        path = _sibling(root / f"bidmc_{num}_Signals.csv", "_Signals")
-        if path is None:
-            raise FileNotFoundError(f"no bidmc_{num}_Signals.csv(.gz) in {root}")
-        rec = load_bidmc_csv(path)
+        rec = load_bidmc_csv(bidmc_file(root, f"bidmc_{num}", "Signals"))
         rec.patient_id = f"{prefix}{rec.name}"
         out.append(rec)
     return out

@@ -5,15 +5,13 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from stream.replay.outcome import RunOutput, SuiteResult
 from stream.replay.records import Recording
 from stream.schema import Signal
-
-if TYPE_CHECKING:
-    from stream.replay.validation import RunOutput, SuiteResult
 
 MAX_SNIPPETS = 20
 SNIPPET_BEFORE_S = 15.0

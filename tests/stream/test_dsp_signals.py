@@ -104,3 +104,27 @@ def test_breath_floor_stops_noise_being_counted_as_breaths() -> None:
     assert count_breaths(y, min_amplitude=0.2).size == 0
     est = resp_rate(y, fs, min_breath_amplitude=0.2)
     assert est.rate_bpm is None and est.breaths_s.size == 0
+
+
+@pytest.mark.realdata
+def test_bidmc_as_physionet_ships_it_plain_csv_and_a_clear_error_when_missing(data_dir, tmp_path) -> None:
+    """PhysioNet's zip has bidmc_csv/*.csv (plain); the shared subset has .csv.gz. Both
+    read the same; a missing record says which files were looked for."""
+    import gzip
+
+    from typer.testing import CliRunner
+
+    from stream.cli.main import app
+    from stream.dsp_eval import evaluate_resp
+
+    folder = data_dir / "bidmc"
+    if not (folder / "bidmc_01_Signals.csv.gz").is_file():
+        pytest.skip("bidmc_01 not present")
+    plain = tmp_path / "bidmc_csv"
+    plain.mkdir()
+    for kind in ("Signals", "Breaths", "Numerics"):
+        (plain / f"bidmc_01_{kind}.csv").write_bytes(gzip.decompress((folder / f"bidmc_01_{kind}.csv.gz").read_bytes()))
+    assert evaluate_resp(plain, ["01"]) == evaluate_resp(folder, ["01"])
+    result = CliRunner().invoke(app, ["eval", "resp", "--data-dir", str(plain), "--records", "02"])
+    assert result.exit_code == 2
+    assert "bidmc_02_Signals.csv.gz and bidmc_02_Signals.csv" in result.output
