@@ -86,7 +86,8 @@ class Settings:
     # held second of a 250 Hz signal.
     align_hold_s: float = 300.0
     # Wall-clock period of the aggregator's ticks (escalation, snooze expiry, device
-    # silent); 0 disables them (validation replays score clinical alerts only).
+    # silent); 0 disables them. Validation replays leave them on: the scorers ignore the
+    # technical alerts they raise when a record ends.
     tick_interval_s: float = 5.0
     # Optional JSON file with an alerting.catalogue.AlertConfig (thresholds, per-patient overrides).
     alert_config: str = ""
