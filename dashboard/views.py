@@ -216,4 +216,6 @@ def device_alarm_view(d: Mapping[str, str]) -> dict[str, Any]:
     for k in ("t_ms", "decided_ms", "windows_judged"):
         if out.get(k, "") != "":
             out[k] = int(out[k])
+    # The learned verifier's probability that the alarm is true (absent before verifier-1.0.0).
+    out["p_true"] = float(out["p_true"]) if out.get("p_true", "") != "" else None
     return out

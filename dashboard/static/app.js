@@ -444,7 +444,7 @@ function drawStrip(container, strip, opts = {}) {
   ctx.fillText(mark, right - ctx.measureText(mark).width - 4, 14);
   ctx.fillStyle = "#c9d1d9";
   ctx.fillText(`${strip.title.replace(/_/g, " ")} · ${strip.patient_id} · ${fmtTime(strip.start_ms)}–${fmtTime(strip.end_ms)}`, left + 2, 14);
-  const legend = el("div", { class: "beat-legend" }, "Beat marks (first ECG lead): ",
+  const legend = el("div", { class: "beat-legend" }, "Beat marks (first ECG lead, its classes): ",
     ...Object.entries({ N: "normal", S: "supraventricular", V: "ventricular", F: "fusion", Q: "unclassifiable", "": "not classified" })
       .map(([c, w]) => el("span", { css: { color: BEAT_COLOURS[c] } }, `${c || "·"} ${w} `)),
     el("span", { class: "muted" }, ` · stored ${strip.size_bytes} bytes`));
@@ -455,7 +455,9 @@ function verdictBox(d) {
   return el("div", { class: `reason-box verdict-${d.verdict}` },
     el("div", {}, el("span", { class: `badge verdict-${d.verdict}` }, d.verdict), " ", el("b", {}, d.label || d.alarm_type)),
     el("p", {}, d.reason), d.note ? el("p", { class: "muted" }, d.note) : null,
-    el("p", { class: "muted" }, `windows judged: ${d.windows_judged}`));
+    el("p", { class: "muted" }, `windows judged: ${d.windows_judged}` +
+      (d.p_true !== undefined && d.p_true !== null && d.p_true !== "" ? ` · verifier p(true) ${Number(d.p_true).toFixed(2)}` : "") +
+      (d.verifier ? ` · ${d.verifier}` : "")));
 }
 
 // --------------------------------------------------------------------- alert page
