@@ -91,8 +91,19 @@ def test_metrics_count_what_was_sent(services, tmp_path) -> None:  # type: ignor
                 assert wait_for(lambda: sum(scrape(worker.web_port)[1]["vitalstream_consumer_lag_messages"]
                                             .values()) == 0, 30), {k: v for k, v in scrape(worker.web_port)[1]
                                                                  ["vitalstream_consumer_lag_messages"].items() if v}
-                content_type, m = scrape(worker.web_port)
-                stats = worker.stats() or {}
+                # A window can still close after `settled` (the idle tick flushes the last
+                # one); take a scrape in which the aggregator has read every published finding.
+                scraped: list = []
+
+                def findings_all_read() -> bool:
+                    scraped[:] = [scrape(worker.web_port), worker.stats() or {}]
+                    metrics = scraped[0][1]
+                    published = sum(metrics["vitalstream_findings_published_total"].values())
+                    return published == sum(metrics["vitalstream_findings_received_total"].values()) \
+                        == sum(metrics["vitalstream_windows_total"].values()) == scraped[1].get("windows")
+
+                assert wait_for(findings_all_read, 30), scraped
+                (content_type, m), stats = scraped
                 addresses = listening_addresses(worker.web_port)
             log = (tmp_path / "worker.log").read_text()
         finally:
