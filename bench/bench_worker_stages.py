@@ -1,0 +1,122 @@
+"""Where a worker's time goes per window, stage by stage, without Kafka or Redis.
+
+    python bench/bench_worker_stages.py [--patients 36] [--seconds 120] [--dump findings.jsonl]
+
+Simulated patients (default_cohort: every ninth an ICU bed) are cut into 1-s chunks and
+encoded as the gateway sends them, then fed in event-time order, in polls of one second of
+every patient's data, through what the worker does with them: decode and validate
+(``stream.agents.vitals.decode_message``'s ``decode_chunk``), ``VitalsPipeline.push``
+(sequencing, streaming DSP, window assembly), the batched models
+(``VitalsPipeline.assemble``), the finding's JSON, and the aggregator's part (finding JSON
+decoded, alert state loaded from and saved to its table JSON, ``process_finding``). Prints
+CPU ms per window of each stage and per patient-second of the whole (one thread).
+
+``--dump`` writes every finding (JSON) and every alert emission in order: two runs before
+and after an optimisation must produce identical files (``cmp``), which is how the
+capacity work shows it changed no analysis output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from alerting.aggregator import PatientAlertState, process_finding  # noqa: E402
+from alerting.catalogue import AlertConfig  # noqa: E402
+from models.runtime import ModelRuntime  # noqa: E402
+from stream.findings import VitalsFinding  # noqa: E402
+from stream.gateway import chunk_signals, merge_by_time  # noqa: E402
+from stream.pipeline import VitalsPipeline  # noqa: E402
+from stream.schema import Signal, decode_chunk, encode_chunk  # noqa: E402
+from stream.simulator import default_cohort, device_id_for, simulate_patient  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--patients", type=int, default=36)
+    parser.add_argument("--seconds", type=int, default=120)
+    parser.add_argument("--dump", type=Path, default=None)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+
+    start_ms = int(time.time() * 1000) - 3_600_000
+    recs = [simulate_patient(s, seed=i, start_ms=start_ms)
+            for i, s in enumerate(default_cohort(args.patients, float(args.seconds), seed=23))]
+    chunks = list(merge_by_time(*(
+        chunk_signals(r.patient_id, device_id_for(r.patient_id), {Signal(k): v for k, v in r.signal_arrays().items()},
+                      r.start_ms) for r in recs)))
+    polls: dict[int, list[bytes]] = defaultdict(list)
+    for c in chunks:
+        polls[int((c.end_ms - start_ms - 1) // 1000)].append(encode_chunk(c))
+
+    pipeline = VitalsPipeline(ModelRuntime.load_default())
+    config = AlertConfig()
+    states: dict[str, bytes] = {}
+    cost: dict[str, float] = defaultdict(float)
+    windows_n = 0
+    dump = open(args.dump, "w") if args.dump else None  # noqa: SIM115
+    clock = time.process_time
+    for k in sorted(polls):
+        windows = []
+        for value in polls[k]:
+            t0 = clock()
+            chunk = decode_chunk(value)
+            t1 = clock()
+            windows.extend(pipeline.push(chunk))
+            t2 = clock()
+            cost["decode"] += t1 - t0
+            cost["push (sequencing, DSP, windows)"] += t2 - t1
+        if not windows:
+            continue
+        t0 = clock()
+        findings = pipeline.assemble(windows)
+        t1 = clock()
+        encoded = [f.to_json() for f in findings]
+        t2 = clock()
+        cost["models (assemble)"] += t1 - t0
+        cost["finding to_json"] += t2 - t1
+        windows_n += len(windows)
+        for raw in encoded:
+            t0 = clock()
+            finding = VitalsFinding.from_json(raw)
+            saved = states.get(finding.patient_id)
+            state = PatientAlertState.from_json(saved) if saved else PatientAlertState.new(finding.patient_id)
+            new_state, emissions = process_finding(state, finding, config)[:2]
+            if new_state is not state:
+                states[finding.patient_id] = new_state.to_json()
+            cost["aggregator (JSON in, state, rules, state out)"] += clock() - t0
+            if dump is not None:
+                dump.write(raw.decode() + "\n")
+                for e in emissions:
+                    dump.write(json.dumps(e.to_dict(), sort_keys=True, default=str) + "\n")
+    if dump is not None:
+        dump.close()
+    total = sum(cost.values())
+    patient_s = args.patients * args.seconds
+    report = {"patients": args.patients, "seconds": args.seconds, "windows": windows_n,
+              "ms_per_window": {k: round(1000 * v / windows_n, 3) for k, v in cost.items()},
+              "ms_per_window_total": round(1000 * total / windows_n, 3),
+              "ms_per_patient_second": round(1000 * total / patient_s, 3),
+              "patients_per_core": round(patient_s / total)}
+    if args.json:
+        print(json.dumps(report, indent=1))
+        return
+    print(f"{args.patients} patients x {args.seconds} s, {windows_n} windows, one thread:")
+    for k, v in report["ms_per_window"].items():  # type: ignore[union-attr]
+        print(f"  {k:48s} {v:7.3f} ms per window")
+    print(f"  {'total':48s} {report['ms_per_window_total']:7.3f} ms per window = "
+          f"{report['ms_per_patient_second']} ms per patient-second (~{report['patients_per_core']} patients per core)")
+
+
+if __name__ == "__main__":
+    main()
