@@ -103,6 +103,7 @@ class Load:
     pool: list[SimulatedRecording]
     n: int
     seconds: int
+    chunk_s: int = 1
     t0_ms: int = 0
     phase_ms: list[int] = field(default_factory=list)
 
@@ -111,18 +112,19 @@ class Load:
         self.ids = [f"cap-{p:05d}" for p in range(self.n)]
         self.keys = [pid.encode() for pid in self.ids]
         self.signals = [list(self.pool[p % len(self.pool)].signal_arrays().items()) for p in range(self.n)]
-        self.messages_per_s = sum(len(s) for s in self.signals)
+        self.messages_per_s = sum(len(s) for s in self.signals) / self.chunk_s
 
     def chunks(self, p: int, k: int) -> list[tuple[str, bytes]]:
-        """The messages of patient p's chunk k (event time [k, k+1) s after its start)."""
+        """The messages of patient p's chunk k (event time [k, k+1) chunk lengths after its start)."""
         out = []
         start = self.t0_ms + self.phase_ms[p]
         for sig, (x, fs) in self.signals[p]:
-            per = int(fs)
+            per = int(fs) * self.chunk_s
             piece = x[k * per : (k + 1) * per]
             if piece.size == 0:
                 continue
-            chunk = make_chunk(self.ids[p], device_id_for(self.ids[p]), sig, fs, start + k * 1000, k, piece)
+            chunk = make_chunk(self.ids[p], device_id_for(self.ids[p]), sig, fs, start + k * 1000 * self.chunk_s, k,
+                               piece)
             out.append((chunk.signal.topic, encode_chunk(chunk)))
         return out
 
@@ -156,7 +158,7 @@ async def generate(load: Load, book: SendBook, bootstrap: str, t0_wall: float, s
         k = 0
         while True:
             for p in order:
-                due = t0_wall + (load.phase_ms[p] + (k + 1) * 1000) / 1000.0
+                due = t0_wall + (load.phase_ms[p] + (k + 1) * 1000 * load.chunk_s) / 1000.0
                 if due >= stop_at:
                     return
                 delay = due - time.time()
@@ -238,7 +240,7 @@ def run_once(n: int, workers: int, pool: list[SimulatedRecording], args: argpars
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     seconds = int(args.warmup + args.measure)
-    load = Load(pool, n, seconds + 1)
+    load = Load(pool, n, seconds + 1, args.chunk_s)
     label = f"n{n}-w{workers}"
     svc_dir = workdir / f"svc-{label}"
     services = embedded_services(svc_dir, env={})
@@ -251,7 +253,10 @@ def run_once(n: int, workers: int, pool: list[SimulatedRecording], args: argpars
                "VITALSTREAM_APP_ID": f"cap-{label}", "VITALSTREAM_REDIS_PREFIX": PREFIX,
                "VITALSTREAM_PARTITIONS": str(PARTITIONS), "VITALSTREAM_STATE_DIR": str(workdir / label),
                "VITALSTREAM_LOG_LEVEL": "warn", **dict(kv.split("=", 1) for kv in args.worker_env)}
-        procs = [WorkerProcess(env, workdir / f"{label}-{i}.log", name=f"worker-{i}").start()
+        if args.worker_src is not None:
+            # Workers from another checkout (e.g. the code before an optimisation), same venv.
+            env["PYTHONPATH"] = str(args.worker_src)
+        procs = [WorkerProcess(env, workdir / f"{label}-{i}.log", name=f"worker-{i}", cwd=args.worker_src).start()
                  for i in range(workers)]
         for w in procs:
             w.wait_ready(240)
@@ -272,7 +277,7 @@ def run_once(n: int, workers: int, pool: list[SimulatedRecording], args: argpars
 
         t0_wall = float(int(time.time()) + 2)
         load.t0_ms = int(t0_wall * 1000)
-        book = SendBook([load.t0_ms + ph for ph in load.phase_ms], seconds + 2)
+        book = SendBook([load.t0_ms + ph for ph in load.phase_ms], seconds // args.chunk_s + 2, 1000 * args.chunk_s)
         span = (t0_wall + args.warmup, t0_wall + seconds - 4)  # windows whose findings are measured
         stop_at = t0_wall + seconds
         latencies: dict[tuple[int, int], float] = {}
@@ -515,10 +520,15 @@ def main() -> None:
     parser.add_argument("--max-runs", type=int, default=5, help="per worker count, when searching")
     parser.add_argument("--warmup", type=float, default=25.0)
     parser.add_argument("--measure", type=float, default=60.0)
+    parser.add_argument("--chunk-s", type=int, default=1, choices=(1, 2),
+                        help="seconds of signal per message (the gateway's chunk_s; 2 halves the messages "
+                             "and adds ~1 s to every latency)")
     parser.add_argument("--window-s", type=float, default=10.0)
     parser.add_argument("--hop-s", type=float, default=2.0)
     parser.add_argument("--p99-limit", type=float, default=P99_LIMIT_S)
     parser.add_argument("--worker-env", nargs="*", default=[], help="extra VAR=value for the workers")
+    parser.add_argument("--worker-src", type=Path, default=None,
+                        help="run the workers from this source tree (a before/after comparison)")
     parser.add_argument("--no-passthrough", action="store_true", help="skip the raw aiokafka and Faust baselines")
     parser.add_argument("--baseline-messages", type=int, default=150_000)
     parser.add_argument("--py-spy", action="store_true",
@@ -582,7 +592,7 @@ def main() -> None:
 
     report: dict[str, Any] = {"machine": info, "criterion": {"p99_sample_to_finding_s": args.p99_limit,
                                                              "lag": "bounded (stream.capacity.lag_verdict)"},
-                              "settings": {"warmup_s": args.warmup, "measure_s": args.measure,
+                              "settings": {"warmup_s": args.warmup, "measure_s": args.measure, "chunk_s": args.chunk_s,
                                            "partitions": PARTITIONS, "worker_env": args.worker_env},
                               "runs": [r.summary for r in results], "baselines": baselines, "max_patients": {}}
     for w, r in best.items():

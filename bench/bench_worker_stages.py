@@ -45,6 +45,7 @@ def main() -> None:
     parser.add_argument("--patients", type=int, default=36)
     parser.add_argument("--seconds", type=int, default=120)
     parser.add_argument("--dump", type=Path, default=None)
+    parser.add_argument("--chunk-s", type=float, default=1.0, help="seconds of signal per chunk (gateway)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -54,10 +55,10 @@ def main() -> None:
             for i, s in enumerate(default_cohort(args.patients, float(args.seconds), seed=23))]
     chunks = list(merge_by_time(*(
         chunk_signals(r.patient_id, device_id_for(r.patient_id), {Signal(k): v for k, v in r.signal_arrays().items()},
-                      r.start_ms) for r in recs)))
+                      r.start_ms, args.chunk_s) for r in recs)))
     polls: dict[int, list[bytes]] = defaultdict(list)
     for c in chunks:
-        polls[int((c.end_ms - start_ms - 1) // 1000)].append(encode_chunk(c))
+        polls[int((c.end_ms - start_ms - 1) // (1000 * args.chunk_s))].append(encode_chunk(c))
 
     pipeline = VitalsPipeline(ModelRuntime.load_default())
     config = AlertConfig()
