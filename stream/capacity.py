@@ -22,13 +22,13 @@ P99_LIMIT_S = 5.0
 
 
 class SendBook:
-    """When each patient's chunk ``k`` (the one ending ``k`` chunk lengths after the
+    """When each patient's chunk ``k`` (event time ``[k, k + 1)`` chunk lengths after the
     patient's start) was handed to the producer: a ``(patients, chunks)`` array of wall
     times, NaN until sent.
 
     Every patient's chunks are cut on its own grid (``start_ms[p] + k * chunk_ms``), so the
-    chunk holding the last sample of a window that ends at ``t_ms`` is the one ending at or
-    after ``t_ms``: ``k = ceil((t_ms - start_ms[p]) / chunk_ms)``."""
+    chunk holding the last sample of a window that ends at ``t_ms`` (exclusive) is the one
+    ending at or after ``t_ms``: ``k = ceil((t_ms - start_ms[p]) / chunk_ms) - 1``."""
 
     def __init__(self, start_ms: Sequence[int], n_chunks: int, chunk_ms: int = 1000) -> None:
         self.start_ms = np.asarray(start_ms, dtype=np.int64)
@@ -38,7 +38,7 @@ class SendBook:
     def chunk_index(self, patient: int, t_ms: float) -> int:
         # 1e-6: a window end that falls exactly on a chunk boundary belongs to the chunk
         # ending there, whatever the float rounding of the event time.
-        return max(0, math.ceil((t_ms - float(self.start_ms[patient])) / self.chunk_ms - 1e-6))
+        return max(0, math.ceil((t_ms - float(self.start_ms[patient])) / self.chunk_ms - 1e-6) - 1)
 
     def mark_sent(self, patient: int, k: int, wall_s: float) -> None:
         if 0 <= k < self.sent_s.shape[1] and math.isnan(self.sent_s[patient, k]):
