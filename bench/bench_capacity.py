@@ -274,6 +274,10 @@ def run_once(n: int, workers: int, pool: list[SimulatedRecording], args: argpars
         ps = [psutil.Process(w.proc.pid) for w in procs if w.proc is not None]
         idle_rss = [rss_mb(p) for p in ps]
         me = psutil.Process()
+        from stream.services import ServiceState
+
+        state = ServiceState.load(svc_dir)
+        svc = [psutil.Process(x.pid) for x in (state.started if state else [])]
 
         t0_wall = float(int(time.time()) + 2)
         load.t0_ms = int(t0_wall * 1000)
@@ -284,7 +288,7 @@ def run_once(n: int, workers: int, pool: list[SimulatedRecording], args: argpars
         alert_lat: list[float] = []
         rclient = redis.Redis.from_url(endpoints.redis_url)
         series: dict[str, list[float]] = {k: [] for k in ("t", "lag", "read_rate", "findings_rate", "cpu",
-                                                          "rss_mb", "gen_cpu")}
+                                                          "rss_mb", "gen_cpu", "services_cpu", "machine_busy")}
 
         async def drive() -> None:
             stop_reading = asyncio.Event()
@@ -294,6 +298,8 @@ def run_once(n: int, workers: int, pool: list[SimulatedRecording], args: argpars
             last_alert = "0-0"
             prev_cpu = [cpu_s(p) for p in ps]
             prev_me = cpu_s(me)
+            prev_svc = sum(cpu_s(x) for x in svc)
+            prev_machine = psutil.cpu_times()
             prev_read = 0.0
             prev_findings = 0.0
             prev_t = time.time()
@@ -307,6 +313,8 @@ def run_once(n: int, workers: int, pool: list[SimulatedRecording], args: argpars
                     read = sum(float((s or {}).get("chunks_in", 0)) for s in stats)
                     cpu_now = [cpu_s(p) for p in ps]
                     me_now = cpu_s(me)
+                    svc_now = sum(cpu_s(x) for x in svc)
+                    machine = psutil.cpu_times()
                     dt = now - prev_t
                     series["t"].append(round(now - t0_wall, 2))
                     series["lag"].append(counters["produced"] - read)
@@ -315,6 +323,11 @@ def run_once(n: int, workers: int, pool: list[SimulatedRecording], args: argpars
                     series["cpu"].append(round(sum(c - p for c, p in zip(cpu_now, prev_cpu, strict=True)) / dt, 3))
                     series["rss_mb"].append(round(sum(rss_mb(p) for p in ps), 1))
                     series["gen_cpu"].append(round((me_now - prev_me) / dt, 3))
+                    series["services_cpu"].append(round((svc_now - prev_svc) / dt, 3))
+                    # Busy share of all cores (everything on the machine, other jobs too).
+                    idle = (machine.idle + machine.iowait) - (prev_machine.idle + prev_machine.iowait)
+                    series["machine_busy"].append(round(1.0 - idle / max(1e-9, sum(machine) - sum(prev_machine)), 3))
+                    prev_svc, prev_machine = svc_now, machine
                     prev_cpu, prev_me, prev_read, prev_t = cpu_now, me_now, read, now
                     prev_findings = counters["findings"]
                     last_alert = await asyncio.to_thread(read_alerts, rclient, load, book, last_alert, span, alert_lat)
@@ -394,7 +407,10 @@ def summarise(n: int, workers: int, load: Load, book: SendBook, span: tuple[floa
     lag = lag_verdict([(float(a), float(b)) for a, b, m in zip(t, series["lag"], measured, strict=True) if m],
                       load.messages_per_s)
     cpu = float(np.mean(np.array(series["cpu"])[measured])) if measured.any() else float("nan")
-    gen_cpu = float(np.mean(np.array(series["gen_cpu"])[measured])) if measured.any() else float("nan")
+    def mean(key: str) -> float:
+        return float(np.mean(np.array(series[key])[measured])) if measured.any() else float("nan")
+
+    gen_cpu = mean("gen_cpu")
     rss_end = sum(end_rss)
     passed = keeps_up(finding["p99"], lag, args.p99_limit)
     summary = {
@@ -414,6 +430,8 @@ def summarise(n: int, workers: int, load: Load, book: SendBook, span: tuple[floa
         "worker_cpu_ms_per_patient_s": round(cpu / n * 1000, 3),
         "worker_cpu_us_per_message": round(cpu / load.messages_per_s * 1e6, 1),
         "generator_cpu_cores": round(gen_cpu, 3),
+        "broker_and_redis_cpu_cores": round(mean("services_cpu"), 3),
+        "machine_busy_fraction": round(mean("machine_busy"), 3),
         "generator_late_max_s": round(counters["late_max_s"], 3),
         "worker_rss_idle_mb": [round(x, 1) for x in idle_rss],
         "worker_rss_end_mb": [round(x, 1) for x in end_rss],
@@ -427,24 +445,26 @@ def summarise(n: int, workers: int, load: Load, book: SendBook, span: tuple[floa
 
 
 def raw_aiokafka_rate(bootstrap: str, target: int) -> dict[str, float]:
-    """A plain aiokafka consumer reads ``target`` messages of the vitals topics (fresh group)."""
-    from aiokafka import AIOKafkaConsumer
+    """A plain aiokafka consumer reads ``target`` messages of the vitals topics from the start:
+    partitions assigned by hand (no group join to wait for), timed from the first fetch."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
 
     async def run() -> dict[str, float]:
-        consumer = AIOKafkaConsumer(*VITALS_TOPICS, bootstrap_servers=bootstrap, group_id=f"raw-{os.getpid()}",
-                                    auto_offset_reset="earliest", enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                    auto_offset_reset="earliest")
         await consumer.start()
-        n = 0
-        first = 0.0
         try:
-            while n < target:
+            parts = [TopicPartition(t, p) for t in VITALS_TOPICS for p in range(PARTITIONS)]
+            consumer.assign(parts)
+            await consumer.seek_to_beginning(*parts)
+            n = 0
+            started = time.monotonic()
+            while n < target and time.monotonic() - started < 300:
                 batch = await consumer.getmany(timeout_ms=1000, max_records=10000)
-                if batch and not first:
-                    first = time.monotonic()
                 for records in batch.values():
                     n += len(records)
-            return {"messages": n, "seconds": round(time.monotonic() - first, 3),
-                    "msgs_per_s": round(n / (time.monotonic() - first), 1)}
+            elapsed = time.monotonic() - started
+            return {"messages": n, "seconds": round(elapsed, 3), "msgs_per_s": round(n / elapsed, 1)}
         finally:
             await consumer.stop()
 
@@ -480,6 +500,7 @@ def plot(results: list[RunResult], path: Path, limit_s: float) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
+    rss_axis = axes[2].twinx()
     for w, marker in ((1, "o"), (2, "s")):
         runs = sorted((r for r in results if r.workers == w), key=lambda r: r.patients)
         if not runs:
@@ -489,9 +510,9 @@ def plot(results: list[RunResult], path: Path, limit_s: float) -> None:
             axes[0].plot(ns, [r.summary["sample_to_finding_s"][q] for r in runs], style, marker=marker,
                          label=f"W={w} {q}")
         axes[2].plot(ns, [r.summary["worker_cpu_ms_per_patient_s"] for r in runs], "-", marker=marker,
-                     label=f"W={w} CPU ms per patient-second")
-        axes[2].plot(ns, [1000 * r.summary["rss_per_patient_mb"] for r in runs], "--", marker=marker,
-                     label=f"W={w} RSS KB per patient")
+                     color="tab:blue", label=f"W={w} CPU ms per patient-second")
+        rss_axis.plot(ns, [sum(r.summary["worker_rss_end_mb"]) for r in runs], "--", marker=marker,
+                      color="tab:orange", label=f"W={w} workers' RSS (MB)")
     axes[0].axhline(limit_s, color="red", lw=1)
     axes[0].set(xlabel="patients", ylabel="sample-to-finding latency (s)", yscale="log",
                 title="latency (red: p99 limit)")
@@ -500,8 +521,10 @@ def plot(results: list[RunResult], path: Path, limit_s: float) -> None:
         axes[1].plot(r.series["t"], r.series["lag"], label=f"N={r.patients} W={r.workers}", lw=1)
     axes[1].set(xlabel="seconds since load start", ylabel="consumer lag (messages)", title="lag per second")
     axes[1].legend(fontsize=6)
-    axes[2].set(xlabel="patients", title="cost per patient")
-    axes[2].legend(fontsize=7)
+    axes[2].set(xlabel="patients", ylabel="worker CPU ms per patient-second", title="cost (CPU) and memory")
+    rss_axis.set(ylabel="workers' RSS at the end (MB)")
+    axes[2].legend(fontsize=7, loc="upper left")
+    rss_axis.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -514,12 +537,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--patients", type=int, nargs="*", default=[],
                         help="run exactly these counts (for each W) instead of searching")
-    parser.add_argument("--start", type=int, default=600)
-    parser.add_argument("--step", type=int, default=100)
+    parser.add_argument("--start", type=int, default=400, help="first patient count tried with one worker")
+    parser.add_argument("--step", type=int, default=50)
     parser.add_argument("--ceiling", type=int, default=2000)
-    parser.add_argument("--max-runs", type=int, default=5, help="per worker count, when searching")
-    parser.add_argument("--warmup", type=float, default=25.0)
-    parser.add_argument("--measure", type=float, default=60.0)
+    parser.add_argument("--max-runs", type=int, default=4, help="per worker count, when searching")
+    parser.add_argument("--warmup", type=float, default=20.0)
+    parser.add_argument("--measure", type=float, default=45.0)
     parser.add_argument("--chunk-s", type=int, default=1, choices=(1, 2),
                         help="seconds of signal per message (the gateway's chunk_s; 2 halves the messages "
                              "and adds ~1 s to every latency)")
@@ -555,7 +578,10 @@ def main() -> None:
                 elif args.patients:
                     n = None
                 else:
-                    n = next_patients(tried, start=args.start * w, step=args.step, ceiling=args.ceiling)
+                    # More workers start from what fewer kept, scaled (saves runs).
+                    fewer = [r.patients for r in results if r.workers < w and r.passed]
+                    start = round(max(fewer) * 1.5 / args.step) * args.step if fewer else args.start
+                    n = next_patients(tried, start=start, step=args.step, ceiling=args.ceiling)
                     if len(tried) >= args.max_runs:
                         n = None
                 if n is None:
@@ -576,7 +602,8 @@ def main() -> None:
                       f"(slope {s['lag']['slope_msgs_per_s']}/s), worker CPU {s['worker_cpu_cores']} cores = "
                       f"{s['worker_cpu_ms_per_patient_s']} ms per patient-s, RSS {s['worker_rss_end_mb']} MB = "
                       f"{s['rss_per_patient_mb']} MB/patient over idle; generator {s['generator_cpu_cores']} cores, "
-                      f"late max {s['generator_late_max_s']} s", flush=True)
+                      f"late max {s['generator_late_max_s']} s; broker+Redis {s['broker_and_redis_cpu_cores']} cores; "
+                      f"machine busy {s['machine_busy_fraction']}", flush=True)
             passing = [r for r in results if r.workers == w and r.passed]
             best[w] = max(passing, key=lambda r: r.patients) if passing else None
         baselines: dict[str, Any] = {}
@@ -584,7 +611,7 @@ def main() -> None:
             bootstrap = keep["endpoints"].kafka_bootstrap
             target = min(args.baseline_messages, keep["produced"])
             print("baselines on the last run's messages: raw aiokafka, then Faust pass-through ...", flush=True)
-            baselines["raw_aiokafka"] = raw_aiokafka_rate(bootstrap, target)
+            baselines["raw_aiokafka"] = raw_aiokafka_rate(bootstrap, keep["produced"])
             baselines["faust_passthrough"] = faust_rate(bootstrap, target, work)
             keep["services"].__exit__(None, None, None)
         elif keep.get("services") is not None:
@@ -605,9 +632,13 @@ def main() -> None:
         report["pipeline_rate_msgs_per_s"] = rate
         report["pipeline_over_faust_passthrough"] = round(rate / baselines["faust_passthrough"]["msgs_per_s"], 3)
         report["pipeline_over_raw_aiokafka"] = round(rate / baselines["raw_aiokafka"]["msgs_per_s"], 4)
-    (args.out / "capacity.json").write_text(json.dumps({**report, "series": [
-        {"patients": r.patients, "workers": r.workers, **r.series} for r in results]}, indent=1))
-    plot(results, args.out / "capacity.png", args.p99_limit)
+    for w in best:
+        # Marginal memory: the slope of the workers' RSS over patients across this W's runs
+        # (fixed costs such as the models and Kafka buffers fall out).
+        runs = [r for r in results if r.workers == w]
+        if len({r.patients for r in runs}) >= 2:
+            slope = np.polyfit([r.patients for r in runs], [sum(r.summary["worker_rss_end_mb"]) for r in runs], 1)[0]
+            report.setdefault("rss_marginal_mb_per_patient", {})[str(w)] = round(float(slope), 3)
     print("\ncapacity on", f"{info['cpu']} ({info['cores']} cores, {info['memory_gib']} GiB), load generator, broker "
           "and Redis on the same machine:")
     for w, r in best.items():
@@ -621,6 +652,13 @@ def main() -> None:
               f"{s['sample_to_alert_s']['p50']}/{s['sample_to_alert_s']['p95']}/{s['sample_to_alert_s']['p99']} s, "
               f"worker CPU {s['worker_cpu_ms_per_patient_s']} ms per patient-s, "
               f"RSS {s['rss_per_patient_mb']} MB per patient")
+    if one is not None:
+        # What one worker costs per patient predicts a larger machine: patients per core.
+        report["patients_per_worker_core"] = round(1000.0 / one.summary["worker_cpu_ms_per_patient_s"])
+        print(f"  one worker costs {one.summary['worker_cpu_ms_per_patient_s']} ms CPU per patient-second: "
+              f"~{report['patients_per_worker_core']} patients per core it gets")
+    if "rss_marginal_mb_per_patient" in report:
+        print(f"  marginal RSS per patient (slope over the runs): {report['rss_marginal_mb_per_patient']} MB")
     if "two_over_one" in report:
         print(f"  two workers / one: {report['two_over_one']}x")
     if baselines:
@@ -628,6 +666,9 @@ def main() -> None:
               f"{baselines['faust_passthrough']['msgs_per_s']:.0f} msgs/s; pipeline (W=1 max N) "
               f"{report.get('pipeline_rate_msgs_per_s')} msgs/s = {report.get('pipeline_over_faust_passthrough')} of "
               f"Faust pass-through, {report.get('pipeline_over_raw_aiokafka')} of raw aiokafka")
+    (args.out / "capacity.json").write_text(json.dumps({**report, "series": [
+        {"patients": r.patients, "workers": r.workers, **r.series} for r in results]}, indent=1))
+    plot(results, args.out / "capacity.png", args.p99_limit)
     print(f"  JSON: {args.out / 'capacity.json'}  plot: {args.out / 'capacity.png'}")
 
 
