@@ -19,9 +19,11 @@ capacity work shows it changed no analysis output.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import sys
 import time
+import tracemalloc
 from collections import defaultdict
 from pathlib import Path
 
@@ -33,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 from alerting.aggregator import PatientAlertState, process_finding  # noqa: E402
 from alerting.catalogue import AlertConfig  # noqa: E402
 from models.runtime import ModelRuntime  # noqa: E402
+from stream.evidence import EvidenceRecorder  # noqa: E402
 from stream.findings import VitalsFinding  # noqa: E402
 from stream.gateway import chunk_signals, merge_by_time  # noqa: E402
 from stream.pipeline import VitalsPipeline  # noqa: E402
@@ -47,6 +50,8 @@ def main() -> None:
     parser.add_argument("--dump", type=Path, default=None)
     parser.add_argument("--chunk-s", type=float, default=1.0, help="seconds of signal per chunk (gateway)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--memory", action="store_true",
+                        help="also the memory each patient holds (tracemalloc: slower, timings not comparable)")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
@@ -60,7 +65,14 @@ def main() -> None:
     for c in chunks:
         polls[int((c.end_ms - start_ms - 1) // (1000 * args.chunk_s))].append(encode_chunk(c))
 
-    pipeline = VitalsPipeline(ModelRuntime.load_default())
+    runtime = ModelRuntime.load_default()
+    if args.memory:
+        tracemalloc.start()
+        gc.collect()
+        held_before = tracemalloc.get_traced_memory()[0]
+    pipeline = VitalsPipeline(runtime)
+    recorder = EvidenceRecorder()  # the care feed's strips buffer, as in the worker
+    runtime.beat_observer = recorder.record_beats
     config = AlertConfig()
     states: dict[str, bytes] = {}
     cost: dict[str, float] = defaultdict(float)
@@ -75,8 +87,11 @@ def main() -> None:
             t1 = clock()
             windows.extend(pipeline.push(chunk))
             t2 = clock()
+            recorder.record_chunk(chunk)
+            t3 = clock()
             cost["decode"] += t1 - t0
             cost["push (sequencing, DSP, windows)"] += t2 - t1
+            cost["evidence recorder"] += t3 - t2
         if not windows:
             continue
         t0 = clock()
@@ -102,13 +117,23 @@ def main() -> None:
                     dump.write(json.dumps(e.to_dict(), sort_keys=True, default=str) + "\n")
     if dump is not None:
         dump.close()
+    memory = {}
+    if args.memory:
+        polls.clear()
+        chunks.clear()
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - held_before
+        tables = (sum(len(v) for v in states.values())
+                  + sum(len(json.dumps(t.to_dict())) for t in pipeline.trends.values()))
+        memory = {"kb_per_patient_in_process": round(held / args.patients / 1024, 1),
+                  "kb_per_patient_table_values": round(tables / args.patients / 1024, 1)}
     total = sum(cost.values())
     patient_s = args.patients * args.seconds
     report = {"patients": args.patients, "seconds": args.seconds, "windows": windows_n,
               "ms_per_window": {k: round(1000 * v / windows_n, 3) for k, v in cost.items()},
               "ms_per_window_total": round(1000 * total / windows_n, 3),
               "ms_per_patient_second": round(1000 * total / patient_s, 3),
-              "patients_per_core": round(patient_s / total)}
+              "patients_per_core": round(patient_s / total), **memory}
     if args.json:
         print(json.dumps(report, indent=1))
         return
@@ -117,6 +142,10 @@ def main() -> None:
         print(f"  {k:48s} {v:7.3f} ms per window")
     print(f"  {'total':48s} {report['ms_per_window_total']:7.3f} ms per window = "
           f"{report['ms_per_patient_second']} ms per patient-second (~{report['patients_per_core']} patients per core)")
+    if memory:
+        print(f"  memory held per patient: {memory['kb_per_patient_in_process']} KB in process (monitors, beat "
+              f"memory, trend trackers, evidence buffers, alert states), of which the table values "
+              f"(alert and trend state JSON) {memory['kb_per_patient_table_values']} KB")
 
 
 if __name__ == "__main__":
