@@ -64,6 +64,7 @@ from stream.capacity import (  # noqa: E402
     next_patients,
     percentiles,
 )
+from stream.connections import NO_REDIS_AUTH, PLAINTEXT, redis_client  # noqa: E402
 from stream.schema import encode_chunk, make_chunk  # noqa: E402
 from stream.services import FINDINGS_TOPIC, VITALS_TOPICS, create_topics, embedded_services  # noqa: E402
 from stream.simulator import SimulatedRecording, default_cohort, device_id_for, simulate_patient  # noqa: E402
@@ -74,6 +75,8 @@ POOL = 18  # distinct simulated patients (two ICU beds: every ninth)
 DRAIN_S = 15.0  # after the load stops: findings of the measured span still awaited
 ALERT_EVENTS = {"raised", "updated", "resolved"}  # alert changes a finding decides
 PREFIX = "capbench"
+# The bench starts its own embedded broker and Redis: plain TCP, no users.
+EMBEDDED = PLAINTEXT
 
 
 def machine() -> dict[str, Any]:
@@ -151,7 +154,7 @@ async def generate(load: Load, book: SendBook, bootstrap: str, t0_wall: float, s
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
-                                max_batch_size=1 << 20, max_request_size=1 << 21)
+                                max_batch_size=1 << 20, max_request_size=1 << 21, **EMBEDDED.client_kwargs())
     await producer.start()
     order = sorted(range(load.n), key=lambda p: load.phase_ms[p])
     try:
@@ -184,7 +187,7 @@ async def read_findings(load: Load, book: SendBook, bootstrap: str, span: tuple[
 
     index = {key: p for p, key in enumerate(load.keys)}
     consumer = AIOKafkaConsumer(FINDINGS_TOPIC, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False)
+                                enable_auto_commit=False, **EMBEDDED.client_kwargs())
     await consumer.start()
     try:
         while not stop.is_set():
@@ -236,7 +239,6 @@ def rss_mb(proc: psutil.Process) -> float:
 
 def run_once(n: int, workers: int, pool: list[SimulatedRecording], args: argparse.Namespace, workdir: Path,
              keep_services: dict[str, Any] | None = None) -> RunResult:
-    import redis
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
     seconds = int(args.warmup + args.measure)
@@ -286,7 +288,7 @@ def run_once(n: int, workers: int, pool: list[SimulatedRecording], args: argpars
         stop_at = t0_wall + seconds
         latencies: dict[tuple[int, int], float] = {}
         alert_lat: list[float] = []
-        rclient = redis.Redis.from_url(endpoints.redis_url)
+        rclient = redis_client(endpoints.redis_url, NO_REDIS_AUTH)
         series: dict[str, list[float]] = {k: [] for k in ("t", "lag", "read_rate", "findings_rate", "cpu",
                                                           "rss_mb", "gen_cpu", "services_cpu", "machine_busy")}
 
@@ -451,7 +453,7 @@ def raw_aiokafka_rate(bootstrap: str, target: int) -> dict[str, float]:
 
     async def run() -> dict[str, float]:
         consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                    auto_offset_reset="earliest")
+                                    auto_offset_reset="earliest", **EMBEDDED.client_kwargs())
         await consumer.start()
         try:
             parts = [TopicPartition(t, p) for t in VITALS_TOPICS for p in range(PARTITIONS)]
