@@ -349,7 +349,7 @@ def run_once(n: int, workers: int, pool: list[SimulatedRecording], args: argpars
             spy_out = args.out / f"profile-{label}.txt"
             spy = subprocess.Popen(["sh", "-c", f"sleep {max(0.0, t0_wall + args.warmup - time.time()):.1f} && "
                                     f"exec {shutil.which('py-spy') or 'py-spy'} record -p {ps[0].pid} "
-                                    f"-d {int(args.measure)} -r 40 -f raw -o {spy_out}"],
+                                    f"-d {int(args.measure)} -r 40 --nonblocking -f raw -o {spy_out}"],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         asyncio.run(drive())
         if spy is not None:
