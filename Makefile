@@ -58,6 +58,9 @@ bench: install install-browser
 	$(BIN)/python bench/bench_aggregator.py
 	$(BIN)/python bench/bench_dashboard.py
 	$(BIN)/python bench/bench_deadletter.py
+	$(BIN)/python bench/bench_worker_stages.py
+	# ~25 min: the largest N one and two workers keep in real time (docs/capacity.md).
+	$(BIN)/python bench/bench_capacity.py --out out/capacity
 
 services-up: install
 	$(BIN)/vitalstream services up

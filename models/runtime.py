@@ -306,17 +306,22 @@ class ModelRuntime:
         # classes after the batched forward pass, so without this a beat offered by one
         # window and still pending in the next would be classified twice.
         queued: dict[str, list[float]] = {}
+        # Band-pass every usable window in one batched call, before the per-window loop
+        # (bit-identical to one call each; see pp.ecg_bandpass_many).
+        usable = [wi for wi, w in enumerate(windows)
+                  if w.ecg_window is not None and w.ecg_fs and len(w.ecg_window) >= int(w.ecg_fs)
+                  and np.all(np.isfinite(np.asarray(w.ecg_window, dtype=np.float64)))]
+        banded = dict(zip(usable, pp.ecg_bandpass_many(
+            [pp.ecg_resample(np.asarray(windows[wi].ecg_window, dtype=np.float64), float(windows[wi].ecg_fs or 0))
+             for wi in usable]), strict=True))
+        vf_inputs: list[tuple[int, np.ndarray]] = []
 
         for wi, w in enumerate(windows):
-            if w.ecg_window is None or not w.ecg_fs or len(w.ecg_window) < int(w.ecg_fs):
+            if wi not in banded:
                 prepared.append(None)
                 continue
-            fs = float(w.ecg_fs)
-            x = np.asarray(w.ecg_window, dtype=np.float64)
-            if not np.all(np.isfinite(x)):
-                prepared.append(None)
-                continue
-            x = pp.ecg_bandpass(pp.ecg_resample(x, fs))
+            fs = float(w.ecg_fs or 0)
+            x = banded[wi]
             r = np.round(np.asarray(w.beat_samples, dtype=np.float64) * pp.ECG_FS / fs)
             r = r.astype(np.int64)
             is_new = np.asarray(w.beat_is_new, dtype=bool)
@@ -372,7 +377,11 @@ class ModelRuntime:
                          else pp.fit_length_start(x.size, pp.RHYTHM_LEN))
                 rhythm_rr.append(pp.rhythm_rr_features(r - shift))
                 rhythm_owner.append(wi)
-            outputs[wi].vf_score, outputs[wi].vf_seconds = self.vf_model.analyse(x)
+            vf_inputs.append((wi, x))
+        # The VF detector on every window at once (bit-identical to one call each).
+        for (wi, _), (score, seconds) in zip(vf_inputs, self.vf_model.analyse_many([x for _, x in vf_inputs]),
+                                             strict=True):
+            outputs[wi].vf_score, outputs[wi].vf_seconds = score, seconds
 
         # Beats classified in this call, per patient: event times and the index of the window
         # that classified each (converted to arrays once, below).

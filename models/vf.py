@@ -88,13 +88,35 @@ class VfModel:
 
     def analyse(self, ecg: np.ndarray, fs: float = pp.ECG_FS) -> tuple[float | None, float]:
         """(vf_score 0..1, vf_seconds) for a band-passed ECG window at ``fs``."""
-        subs = sub_windows(np.asarray(ecg, dtype=np.float64), fs)
-        if not subs:
+        return self.analyse_many([ecg], fs)[0]
+
+    def analyse_many(self, ecgs: list[np.ndarray], fs: float = pp.ECG_FS) -> list[tuple[float | None, float]]:
+        """:meth:`analyse` of many windows, bit-identical to one call each: the sub-windows
+        of every window cut into equal sub-windows go through one vectorised
+        :func:`vf_features` call (row by row the same arithmetic), so a poll's windows pay
+        scipy's Welch set-up once, not once per window."""
+        subs_of = [sub_windows(np.asarray(ecg, dtype=np.float64), fs) for ecg in ecgs]
+        feats_of: list[np.ndarray | None] = [None] * len(ecgs)
+        stacked: dict[int, list[int]] = {}
+        for i, subs in enumerate(subs_of):
+            if not subs:
+                continue
+            if len({seg.size for _, seg in subs}) == 1:
+                stacked.setdefault(subs[0][1].size, []).append(i)
+            else:
+                feats_of[i] = np.stack([vf_features(seg, fs) for _, seg in subs])
+        for rows in stacked.values():
+            feats = vf_features(np.stack([seg for i in rows for _, seg in subs_of[i]]), fs)
+            start = 0
+            for i in rows:
+                feats_of[i] = feats[start:start + len(subs_of[i])]
+                start += len(subs_of[i])
+        return [self._judge(subs, feats, fs) for subs, feats in zip(subs_of, feats_of, strict=True)]
+
+    def _judge(self, subs: list[tuple[float, np.ndarray]], feats: np.ndarray | None,
+               fs: float) -> tuple[float | None, float]:
+        if not subs or feats is None:
             return None, 0.0
-        if len({seg.size for _, seg in subs}) == 1:
-            feats = vf_features(np.stack([seg for _, seg in subs]), fs)
-        else:
-            feats = np.stack([vf_features(seg, fs) for _, seg in subs])
         prob = self.probability(feats)
         flagged = prob >= self.threshold
         longest = 0.0

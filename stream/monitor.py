@@ -29,15 +29,15 @@ from __future__ import annotations
 import itertools
 import math
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from stream.dsp import hrv
 from stream.dsp.abp import arterial_pressures
 from stream.dsp.filters import StreamingSosFilter, resp_filter
-from stream.dsp.morphology import ecg_morphology
+from stream.dsp.morphology import ecg_morphology, ecg_spectral_sqi_many, rounded_sqi
 from stream.dsp.ppg import PulseOutput, StreamingPulseDetector, perfusion_index
 from stream.dsp.quality import ecg_quality, ppg_quality
 from stream.dsp.resp import RespEstimate, breath_amplitude, derived_resp_rate, resp_rate
@@ -311,8 +311,14 @@ class PatientMonitor:
         hop_s: float = 2.0,
         horizon_s: float = REORDER_HORIZON_S,
         align_hold_s: float = ALIGN_HOLD_S,
+        defer_spectral: bool = False,
     ) -> None:
+        """``defer_spectral``: leave each ECG lead's spectral indices (pSQI, basSQI,
+        low band) to :func:`complete_spectral`, which computes them for the windows of many
+        patients in one vectorised call (the pipeline does, per poll); without it each window
+        is complete when it closes."""
         self.patient_id = patient_id
+        self.defer_spectral = defer_spectral
         self.align_hold_ms = align_hold_s * 1000.0
         self.window_s = window_s
         self.hop_s = hop_s
@@ -478,6 +484,8 @@ class PatientMonitor:
             lead = self._ecg_lead(ecg2, start_ms, end_ms, gaps)
             if lead is not None:
                 wa.ecg2 = lead.findings
+                if lead.spectral_raw is not None:
+                    wa.spectral_pending.append(("ecg2", lead.spectral_raw, ecg2.fs))
                 wa.ecg2_input = self._model_input(ecg2, lead)
         ppg = self.tracks[Signal.PPG]
         if ppg.fs > 0:
@@ -512,7 +520,8 @@ class PatientMonitor:
         pause = self._pause(tr, events, prev, i0, i1)
         sdnn, rmssd = hrv.hrv_time(rr_s * 1000.0)
         usable = quality.usable and not lead_off
-        shape = None if lead_off or missing.any() else ecg_morphology(raw, bp, fs, idx - i0)
+        shape = (None if lead_off or missing.any()
+                 else ecg_morphology(raw, bp, fs, idx - i0, spectral=not self.defer_spectral))
         findings = EcgFindings(
             quality=quality.quality,
             usable=bool(usable),
@@ -534,7 +543,8 @@ class PatientMonitor:
             qrs_width_ms=None if shape is None else shape.qrs_width_ms,
             qrs_width_max_ms=None if shape is None else shape.qrs_width_max_ms,
         )
-        return _LeadWindow(findings, i0, i1, bp, idx, events, bool(missing.any()))
+        return _LeadWindow(findings, i0, i1, bp, idx, events, bool(missing.any()),
+                           raw if shape is not None and self.defer_spectral else None)
 
     def _ecg_window(
         self, tr: _Track, start_ms: float, end_ms: float, wa: WindowAnalysis, gaps: list[str]
@@ -544,6 +554,8 @@ class PatientMonitor:
         if lead is None:
             return
         wa.ecg = lead.findings
+        if lead.spectral_raw is not None:
+            wa.spectral_pending.append(("ecg", lead.spectral_raw, tr.fs))
         wa.ecg_fs = tr.fs
         model_input = self._model_input(tr, lead)
         if model_input is None:
@@ -757,6 +769,8 @@ class _LeadWindow:
     beats: np.ndarray  # grid indices of the window's beats
     events: list[_Event]
     has_gap: bool
+    # The raw window whose spectral indices are left to complete_spectral (deferred).
+    spectral_raw: np.ndarray | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -769,6 +783,23 @@ class _PulseWindow:
     intervals_s: np.ndarray
     max_pause_s: float | None
     template_corr: float | None = None
+
+
+def complete_spectral(windows: Sequence[WindowAnalysis]) -> None:
+    """Fill in the spectral indices that monitors with ``defer_spectral`` left out, for all
+    these windows (of any patients) in one vectorised Welch call per window length: the
+    values are bit-identical to computing each window's on its own
+    (:func:`stream.dsp.morphology.ecg_spectral_sqi_many`), and a poll's windows cost one
+    call instead of one per lead."""
+    pending = [(w, lead, raw, fs) for w in windows for lead, raw, fs in w.spectral_pending]
+    if not pending:
+        return
+    values = ecg_spectral_sqi_many([raw for _, _, raw, _ in pending], [fs for _, _, _, fs in pending])
+    for (w, lead, _, _), sqi in zip(pending, values, strict=True):
+        psqi, basqi, low = rounded_sqi(sqi)
+        setattr(w, lead, replace(getattr(w, lead), psqi=psqi, basqi=basqi, low_band=low))
+    for w in windows:
+        w.spectral_pending = []
 
 
 def _round(value: float | None, digits: int = 3) -> float | None:

@@ -25,7 +25,7 @@ from typing import Protocol
 from models.runtime import ModelOutputs, ModelRuntime
 from models.trends import BIN_S, HISTORY_BINS, TrendTracker
 from stream.findings import VitalsFinding
-from stream.monitor import ALIGN_HOLD_S, MonitorOutput, PatientMonitor, UnreadFn
+from stream.monitor import ALIGN_HOLD_S, MonitorOutput, PatientMonitor, UnreadFn, complete_spectral
 from stream.schema import SampleChunk
 from stream.window_analysis import WindowAnalysis
 
@@ -126,8 +126,10 @@ class VitalsPipeline:
         backlog)."""
         monitor = self.monitors.get(chunk.patient_id)
         if monitor is None:
+            # Spectral indices deferred to assemble(): one vectorised call for the poll's windows.
             monitor = PatientMonitor(
-                chunk.patient_id, window_s=self.window_s, hop_s=self.hop_s, align_hold_s=self.align_hold_s
+                chunk.patient_id, window_s=self.window_s, hop_s=self.hop_s, align_hold_s=self.align_hold_s,
+                defer_spectral=True,
             )
             self.monitors[chunk.patient_id] = monitor
         held_before = monitor.held
@@ -260,6 +262,7 @@ class VitalsPipeline:
     def assemble(self, windows: Sequence[WindowAnalysis]) -> list[VitalsFinding]:
         if not windows:
             return []
+        complete_spectral(windows)
         outputs = self.runtime.analyse(windows)
         findings = [self._finding(w, out) for w, out in zip(windows, outputs, strict=True)]
         self.counters.findings += len(findings)

@@ -74,6 +74,11 @@ class Settings:
     # Largest batch of messages a worker processes (and batches into one model call) per poll.
     batch_max: int = 512
     batch_within_s: float = 0.25
+    # Threads of torch's intra-op pool in a worker. One: a worker is one Python thread, the
+    # models' batches are small, and a second OpenMP thread spinning on a core the broker,
+    # Redis or another worker needs made the rhythm CNN 15x slower per window on the 2-core
+    # test machine (outputs identical; docs/capacity.md). Scale with workers, not threads.
+    torch_threads: int = 1
     # Wall-clock seconds without a chunk after which a patient's last window is closed
     # with the data there is (no look-ahead); 0 disables it.
     flush_idle_s: float = 3.0

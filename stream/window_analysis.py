@@ -43,6 +43,9 @@ class WindowAnalysis:
     # Whether the rhythm model runs on this window (the second lead's stand-in windows that
     # models.runtime builds from ``ecg2_input`` skip it).
     classify_rhythm: bool = True
+    # ECG leads ("ecg", "ecg2") whose spectral indices are still to be computed, with their
+    # raw window and rate (see stream.monitor.complete_spectral); empty once complete.
+    spectral_pending: list[tuple[str, np.ndarray, float]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

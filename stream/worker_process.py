@@ -24,8 +24,12 @@ class WorkerProcess:
     been assigned partitions (its ``/stats/`` page reports ``"assigned": true``).
     """
 
-    def __init__(self, env: dict[str, str], log_path: Path, *, name: str = "worker") -> None:
+    def __init__(self, env: dict[str, str], log_path: Path, *, name: str = "worker",
+                 cwd: Path | None = None) -> None:
+        """``cwd``: the directory the worker runs in (its ``stream`` package is imported from
+        there first; the capacity bench runs an older checkout's workers so)."""
         self.log_path = log_path
+        self.cwd = cwd
         self.name = name
         self.web_port = int(env.get("VITALSTREAM_WORKER_WEB_PORT") or free_port())
         self.env = {**os.environ, **env, "VITALSTREAM_WORKER_WEB_PORT": str(self.web_port)}
@@ -41,6 +45,7 @@ class WorkerProcess:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                cwd=self.cwd,
             )
         return self
 

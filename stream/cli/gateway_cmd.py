@@ -250,6 +250,11 @@ def simulate(
     no_publish: Annotated[
         bool, typer.Option("--no-publish", help="Only write the recordings (needs --out).")
     ] = False,
+    chunk_s: Annotated[
+        float,
+        typer.Option(help="Seconds of signal per message. 2 halves the messages (and each worker's "
+                          "per-message cost) but adds ~1 s to every alert's latency (docs/capacity.md)."),
+    ] = 1.0,
     bootstrap: BootstrapOption = "",
     create_topics: CreateTopicsOption = True,
     as_json: JsonOption = False,
@@ -307,7 +312,7 @@ def simulate(
     if not speed and duration is not None:
         start -= round(1000 * duration)
     live = simulator.LiveWard(
-        cohort, start_ms=start, seed=seed, truth_path=truth_path, keep=out is not None
+        cohort, start_ms=start, seed=seed, truth_path=truth_path, keep=out is not None, chunk_s=chunk_s
     )
     err.print(
         f"simulating {patients} patients "

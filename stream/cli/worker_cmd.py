@@ -37,6 +37,10 @@ def worker(
     # The app reads its settings at import, so export the resolved endpoints first.
     os.environ["KAFKA_BOOTSTRAP_SERVERS"] = endpoints.kafka_bootstrap
     os.environ["REDIS_URL"] = endpoints.redis_url
+    import torch
+
+    # Before the models load; see Settings.torch_threads.
+    torch.set_num_threads(max(1, settings.torch_threads))
     from stream.agents.registry import register_all
 
     app = register_all()

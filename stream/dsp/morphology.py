@@ -24,6 +24,7 @@ a true ventricular rhythm differs from artefact in ways a beat detector does not
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,13 +57,45 @@ class EcgMorphology:
 def ecg_spectral_sqi(raw: np.ndarray, fs: float) -> tuple[float | None, float | None, float | None]:
     """(pSQI, basSQI, low-band share) of one ECG window (see the module docstring); None
     each when the window is too short or has no power."""
+    prepared = _spectral_input(raw, fs)
+    if prepared is None:
+        return None, None, None
+    x, nper = prepared
+    f, p = sps.welch(x, fs=fs, nperseg=nper, noverlap=nper // 2)
+    return _spectral_bands(f, p, fs)
+
+
+def ecg_spectral_sqi_many(raws: Sequence[np.ndarray], fs: Sequence[float]) -> list[tuple[float | None, ...]]:
+    """:func:`ecg_spectral_sqi` of many windows (e.g. every patient's window of one poll),
+    bit-identical to calling it on each: windows of equal length and rate share one
+    vectorised Welch call, whose per-row arithmetic is the 1-D call's. Why: the 1-D call
+    is ~1.3 ms of scipy's per-call set-up for 2,500 samples, the batched one ~0.1 ms a row."""
+    out: list[tuple[float | None, ...]] = [(None, None, None)] * len(raws)
+    groups: dict[tuple[int, int, float], list[tuple[int, np.ndarray]]] = {}
+    for i, (raw, rate) in enumerate(zip(raws, fs, strict=True)):
+        prepared = _spectral_input(raw, rate)
+        if prepared is not None:
+            x, nper = prepared
+            groups.setdefault((x.size, nper, float(rate)), []).append((i, x))
+    for (_, nper, rate), rows in groups.items():
+        f, p = sps.welch(np.stack([x for _, x in rows]), fs=rate, nperseg=nper, noverlap=nper // 2, axis=-1)
+        for (i, _), row in zip(rows, p, strict=True):
+            out[i] = _spectral_bands(f, row, rate)
+    return out
+
+
+def _spectral_input(raw: np.ndarray, fs: float) -> tuple[np.ndarray, int] | None:
+    """The finite samples less their mean, and the Welch segment length; None when the
+    window is too short."""
     x = np.asarray(raw, dtype=np.float64)
     x = x[np.isfinite(x)]
     nper = min(x.size, round(WELCH_SEGMENT_S * fs))
     if nper < round(fs):
-        return None, None, None
-    f, p = sps.welch(x - x.mean(), fs=fs, nperseg=nper, noverlap=nper // 2)
+        return None
+    return x - x.mean(), nper
 
+
+def _spectral_bands(f: np.ndarray, p: np.ndarray, fs: float) -> tuple[float | None, float | None, float | None]:
     def band(lo: float, hi: float) -> float:
         return float(p[(f >= lo) & (f <= hi)].sum())
 
@@ -108,15 +141,26 @@ def qrs_widths_ms(filtered: np.ndarray, fs: float, beats: np.ndarray) -> np.ndar
     return widths[peak > 0]
 
 
-def ecg_morphology(raw: np.ndarray, filtered: np.ndarray, fs: float, beats: np.ndarray) -> EcgMorphology:
+def ecg_morphology(raw: np.ndarray, filtered: np.ndarray, fs: float, beats: np.ndarray, *,
+                   spectral: bool = True) -> EcgMorphology:
     """The waveform evidence of one ECG lead over one window. ``beats`` index into
-    ``filtered`` (the 0.5–40 Hz band-passed ECG); ``raw`` is the same window unfiltered."""
-    psqi, basqi, low = ecg_spectral_sqi(raw, fs)
+    ``filtered`` (the 0.5–40 Hz band-passed ECG); ``raw`` is the same window unfiltered.
+    ``spectral=False`` leaves the spectral indices None, for a caller that computes them
+    for many windows at once (:func:`ecg_spectral_sqi_many`, :func:`rounded_sqi`)."""
+    psqi, basqi, low = ecg_spectral_sqi(raw, fs) if spectral else (None, None, None)
     widths = qrs_widths_ms(filtered, fs, beats)
+    psqi, basqi, low = rounded_sqi((psqi, basqi, low))
     return EcgMorphology(
-        psqi=None if psqi is None else round(psqi, 3),
-        basqi=None if basqi is None else round(basqi, 3),
-        low_band=None if low is None else round(low, 3),
+        psqi=psqi,
+        basqi=basqi,
+        low_band=low,
         qrs_width_ms=round(float(np.median(widths)), 1) if widths.size else None,
         qrs_width_max_ms=round(float(widths.max()), 1) if widths.size else None,
     )
+
+
+def rounded_sqi(sqi: Sequence[float | None]) -> tuple[float | None, float | None, float | None]:
+    """(pSQI, basSQI, low-band share) as published: three decimals."""
+    psqi, basqi, low = sqi
+    return (None if psqi is None else round(psqi, 3), None if basqi is None else round(basqi, 3),
+            None if low is None else round(low, 3))

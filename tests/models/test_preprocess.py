@@ -124,3 +124,11 @@ def test_cv_retrains_the_shipped_configuration() -> None:
     rhythm = load_metadata(WEIGHTS_DIR, "rhythm")
     assert rhythm_config_of(rhythm).epochs == rhythm["epochs"]
     assert beat_config_of({}).class_weight_power == 0.6  # metadata without it: the defaults
+
+
+def test_bandpass_of_many_windows_is_bit_identical_to_one_at_a_time() -> None:
+    rng = np.random.default_rng(7)
+    xs = [rng.normal(size=2500).cumsum() for _ in range(5)] + [rng.normal(size=17), rng.normal(size=10),
+                                                              rng.normal(size=1234)]
+    for many, one in zip(pp.ecg_bandpass_many(xs), xs, strict=True):
+        np.testing.assert_array_equal(many, pp.ecg_bandpass(one))

@@ -24,3 +24,13 @@ def test_vf_detector_separates_flutter_from_sinus(runtime: ModelRuntime) -> None
 
 def test_vf_short_window_is_not_measurable(runtime: ModelRuntime) -> None:
     assert runtime.vf_model.analyse(np.zeros(100)) == (None, 0.0)
+
+
+def test_vf_of_many_windows_is_bit_identical_to_one_at_a_time(runtime: ModelRuntime) -> None:
+    rng = np.random.default_rng(5)
+    fs = pp.ECG_FS
+    t = np.arange(int(10 * fs)) / fs
+    windows = [pp.ecg_bandpass(np.sin(2 * np.pi * 4.5 * t) + 0.1 * rng.normal(size=t.size)),
+               pp.ecg_bandpass(rng.normal(size=t.size)), np.zeros(100), pp.ecg_bandpass(rng.normal(size=int(3 * fs))),
+               pp.ecg_bandpass(rng.normal(size=int(10.5 * fs)))]
+    assert runtime.vf_model.analyse_many(windows) == [runtime.vf_model.analyse(w) for w in windows]

@@ -6,7 +6,7 @@ import neurokit2 as nk
 import numpy as np
 
 from stream.dsp.filters import ecg_bandpass
-from stream.dsp.morphology import ecg_morphology, ecg_spectral_sqi, qrs_widths_ms
+from stream.dsp.morphology import ecg_morphology, ecg_spectral_sqi, ecg_spectral_sqi_many, qrs_widths_ms
 from stream.dsp.rpeaks import ecg_rpeaks
 
 FS = 250.0
@@ -59,3 +59,16 @@ def test_morphology_of_a_simulated_window() -> None:
     # Too short a window for a spectrum, and no beats: nothing measured, nothing invented.
     short = ecg_morphology(x[:100], bp[:100], FS, np.zeros(0, dtype=np.int64))
     assert short.psqi is None and short.qrs_width_ms is None
+
+
+def test_spectral_sqi_of_many_windows_is_bit_identical_to_one_at_a_time() -> None:
+    """The batched call (one Welch per window length) must not change any published value."""
+    rng = np.random.default_rng(3)
+    windows = [rng.normal(size=2500).cumsum() for _ in range(6)]
+    windows += [rng.normal(size=2499), rng.normal(size=120), np.full(2500, np.nan)]  # odd length, short, empty
+    windows[1][100:200] = np.nan  # non-finite samples are dropped, as one at a time
+    rates = [FS] * len(windows)
+    rates[0] = 500.0
+    many = ecg_spectral_sqi_many(windows, rates)
+    assert many == [ecg_spectral_sqi(w, fs) for w, fs in zip(windows, rates, strict=True)]
+    assert many[-1] == (None, None, None) and many[-2] == (None, None, None)

@@ -300,3 +300,21 @@ def test_a_new_owner_looks_the_trend_state_up_until_the_store_has_it(runtime: Mo
     second.process(chunks[len(chunks) // 2 :])
     assert second.counters.trends_restored == 2
     assert late.loads > 6
+
+
+def test_deferred_spectral_indices_equal_the_monitors_own(chunks: list) -> None:
+    """The pipeline's monitors leave pSQI, basSQI and the low band to complete_spectral (one
+    batched call per poll); the windows must equal those a monitor completes on its own."""
+    from stream.monitor import PatientMonitor, complete_spectral
+
+    own: dict[str, PatientMonitor] = {}
+    deferred: dict[str, PatientMonitor] = {}
+    seen = []
+    for c in chunks:
+        a = own.setdefault(c.patient_id, PatientMonitor(c.patient_id)).push(c).windows
+        b = deferred.setdefault(c.patient_id, PatientMonitor(c.patient_id, defer_spectral=True)).push(c).windows
+        complete_spectral(b)
+        assert [(w.ecg, w.ecg2) for w in b] == [(w.ecg, w.ecg2) for w in a]
+        assert not any(w.spectral_pending for w in b)
+        seen.extend(a)
+    assert sum(w.ecg is not None and w.ecg.psqi is not None for w in seen) > 20
