@@ -8,6 +8,11 @@ V runs and VF on both leads, as ICU patients with two leads get; its cost as a r
 the real-time patients per core
 assuming ~1.2 beats/s per patient and one 10-s rhythm window per 2-s hop.
 
+Side by side with the previous beat network: the shipped weights' ``ModelRuntime`` next to
+the same runtime with beats-1.0.0's one-lead ``BeatNet`` (same layers, weights untrained:
+the cost does not depend on their values), so a two-lead beat model's cost is measured
+against today's on the same machine in the same run.
+
 Run: ``.venv/bin/python bench/bench_models.py [--json]`` (single torch thread = one core).
 """
 
@@ -21,6 +26,7 @@ import numpy as np
 import torch
 
 from models import preprocess as pp
+from models.architecture import BeatNet
 from models.runtime import ModelRuntime
 from stream.window_analysis import LeadInput, WindowAnalysis
 
@@ -76,6 +82,9 @@ def main() -> None:
     # The same models without the S expert, timed side by side: what the expert costs.
     rt_cnn_s = ModelRuntime(rt.beat_model, rt.rhythm_model, rt.vf_model, rt.beat_meta,
                             rt.rhythm_meta)
+    # Today's (beats-1.0.0) one-lead network in the same runtime, for the cost side by side.
+    rt_one_lead = ModelRuntime(BeatNet(n_leads=1).eval(), rt.rhythm_model, rt.vf_model,
+                               {**rt.beat_meta, "n_leads": 1}, rt.rhythm_meta, rt.sveb_model)
     rng = np.random.default_rng(0)
     rows = []
     for b in BATCHES:
@@ -96,6 +105,8 @@ def main() -> None:
         t_an = _time(run_analyse)
         t_an_cnn = _time(lambda windows=windows: run_analyse(windows, rt_cnn_s))
         t_an_two = _time(lambda windows=two_leads: run_analyse(windows))
+        t_old = _time(lambda windows=windows: run_analyse(windows, rt_one_lead))
+        t_old_two = _time(lambda windows=two_leads: run_analyse(windows, rt_one_lead))
         rows.append({
             "batch": b,
             "beat_ms_per_beat": round(1000 * t_beat / b, 4),
@@ -105,6 +116,9 @@ def main() -> None:
             "s_expert_cost_ratio": round(t_an / t_an_cnn, 3),
             "analyse_two_leads_ms_per_window": round(1000 * t_an_two / b, 3),
             "second_lead_cost_ratio": round(t_an_two / t_an, 3),
+            "one_lead_net_analyse_ms_per_window": round(1000 * t_old / b, 3),
+            "one_lead_net_analyse_two_leads_ms_per_window": round(1000 * t_old_two / b, 3),
+            "two_leads_vs_one_lead_net_ratio": round(t_an_two / t_old_two, 3),
         })
     big = rows[-1]
     model_only_ms_per_patient_s = (BEATS_PER_S * big["beat_ms_per_beat"]
@@ -118,6 +132,10 @@ def main() -> None:
         "patients_per_core_models_only": int(1000 / model_only_ms_per_patient_s),
         "patients_per_core_full_analyse": int(1000 / full_ms_per_patient_s),
         "patients_per_core_full_analyse_two_leads": int(1000 / (big["analyse_two_leads_ms_per_window"] / HOP_S)),
+        "beat_net_leads": rt.beat_model.n_leads,
+        "one_lead_net_patients_per_core_full_analyse": int(1000 / (big["one_lead_net_analyse_ms_per_window"] / HOP_S)),
+        "one_lead_net_patients_per_core_full_analyse_two_leads": int(
+            1000 / (big["one_lead_net_analyse_two_leads_ms_per_window"] / HOP_S)),
     }
     if args.json:
         print(json.dumps(result, indent=2))
@@ -131,6 +149,14 @@ def main() -> None:
               f"{r['analyse_without_s_expert_ms_per_window']:>13.3f} "
               f"{r['s_expert_cost_ratio']:>6.3f} {r['analyse_two_leads_ms_per_window']:>10.3f} "
               f"{r['second_lead_cost_ratio']:>6.3f}")
+    print(f"{'batch':>6} {'1-lead net ms/win':>18} {'1-lead net, 2 leads':>20} {'ratio (2-lead net)':>19}")
+    for r in rows:
+        print(f"{r['batch']:>6} {r['one_lead_net_analyse_ms_per_window']:>18.3f} "
+              f"{r['one_lead_net_analyse_two_leads_ms_per_window']:>20.3f} "
+              f"{r['two_leads_vs_one_lead_net_ratio']:>19.3f}")
+    print(f"beat net with {result['beat_net_leads']} lead input(s); the one-lead (beats-1.0.0) net "
+          f"sustains {result['one_lead_net_patients_per_core_full_analyse']} (one lead), "
+          f"{result['one_lead_net_patients_per_core_full_analyse_two_leads']} (two leads)")
     print(f"real-time patients per core (batch 512): models only "
           f"{result['patients_per_core_models_only']}, full analyse "
           f"{result['patients_per_core_full_analyse']} (one lead), "

@@ -264,3 +264,54 @@ def load_cinc2017(data_dir: Path, records: Sequence[str] | None = None,
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.savez(cache, **cached)
     return names, sigs, np.array(labels, dtype=np.int64)
+
+
+# MIT-BIH rhythm annotations (``aux_note``) as CinC 2017 classes: atrial fibrillation is A;
+# sinus rhythm N; flutter, bigeminy, trigeminy, SVTA, VT, nodal, IVR, pre-excitation are
+# "other rhythm" in the 2017 challenge's sense; paced rhythm and ventricular flutter have
+# no CinC 2017 class and are left out.
+MITDB_RHYTHM_CLASS: dict[str, str] = {
+    "(AFIB": "A", "(N": "N", "(AFL": "O", "(B": "O", "(T": "O", "(SVTA": "O", "(VT": "O",
+    "(NOD": "O", "(IVR": "O", "(PREX": "O",
+}
+
+
+def rhythm_episodes(pos: np.ndarray, aux: Sequence[str], n_samples: int
+                    ) -> list[tuple[int, int, str]]:
+    """(start, end, CinC 2017 class) of each annotated rhythm episode (an episode runs to
+    the next rhythm annotation or the end of the record); unmapped rhythms are left out."""
+    changes = [(int(p), a.strip("\x00").strip()) for p, a in zip(pos, aux, strict=True)
+               if a.strip("\x00").strip().startswith("(")]
+    out = []
+    for k, (start, note) in enumerate(changes):
+        end = changes[k + 1][0] if k + 1 < len(changes) else n_samples
+        if note in MITDB_RHYTHM_CLASS and end > start:
+            out.append((start, end, MITDB_RHYTHM_CLASS[note]))
+    return out
+
+
+def episode_chunks(episodes: Sequence[tuple[int, int, str]], chunk: int
+                   ) -> list[tuple[int, int, str]]:
+    """Non-overlapping ``chunk``-sample pieces of each episode (a remainder shorter than a
+    chunk is dropped): recordings of a fixed length, like the CinC 2017 ones."""
+    return [(s, s + chunk, c) for start, end, c in episodes
+            for s in range(start, end - chunk + 1, chunk)]
+
+
+def load_mitdb_rhythm_chunks(data_dir: Path, records: Sequence[str], seconds: float = 30.0
+                             ) -> tuple[list[str], list[np.ndarray], np.ndarray]:
+    """MIT-BIH rhythm episodes cut into ``seconds``-long recordings of the primary lead
+    (band-passed, ECG_FS), labelled in CinC 2017 classes: extra training recordings for the
+    rhythm model (names ``mitdb<record>_<start>``)."""
+    names, sigs, labels = [], [], []
+    for record in records:
+        ecg, _, _, _ = load_two_lead_ecg(data_dir, record)
+        ann = wfdb.rdann(str(Path(data_dir) / record), "atr")
+        fs = float(wfdb.rdheader(str(Path(data_dir) / record)).fs)
+        pos = np.round(np.asarray(ann.sample) * pp.ECG_FS / fs).astype(np.int64)
+        for s, e, c in episode_chunks(rhythm_episodes(pos, ann.aux_note, ecg.size),
+                                      int(seconds * pp.ECG_FS)):
+            names.append(f"mitdb{record}_{s}")
+            sigs.append(ecg[s:e].astype(np.float32))
+            labels.append(RHYTHM_CLASSES.index(c))
+    return names, sigs, np.array(labels, dtype=np.int64)

@@ -380,8 +380,13 @@ def cross_validate_beats(data: BeatSet, noise: np.ndarray | None, k: int, seed: 
 def cross_validate_rhythm(signals: Sequence[np.ndarray], labels: np.ndarray, k: int, seed: int,
                           cfg: RhythmTrainConfig | None = None,
                           progress: Progress | None = None,
-                          peaks: Sequence[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """k-fold CV (stratified by label); returns (fold per recording, held-out probs)."""
+                          peaks: Sequence[np.ndarray] | None = None,
+                          extra: tuple[Sequence[np.ndarray], np.ndarray, Sequence[np.ndarray] | None] | None = None,
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """k-fold CV (stratified by label); returns (fold per recording, held-out probs).
+
+    ``extra``: (signals, labels, peaks) of train-only recordings (MIT-BIH rhythm episodes),
+    added to the training set of every fold and never scored."""
     folds = stratified_folds(labels, k, seed)
     probs = np.zeros((labels.size, len(RHYTHM_CLASSES)), dtype=np.float32)
     for f in range(k):
@@ -392,9 +397,15 @@ def cross_validate_rhythm(signals: Sequence[np.ndarray], labels: np.ndarray, k: 
             if progress:
                 progress(f * total + step, k * total, f"fold {f + 1}/{k} {msg}")
 
+        train_sigs = [signals[i] for i in train_idx]
+        train_labels = labels[train_idx]
         sub_peaks = None if peaks is None else [peaks[i] for i in train_idx]
-        model = train_rhythm_model([signals[i] for i in train_idx], labels[train_idx],
-                                   seed + f, cfg, fold_progress, sub_peaks)
+        if extra is not None:
+            train_sigs += list(extra[0])
+            train_labels = np.concatenate([train_labels, extra[1]])
+            if sub_peaks is not None and extra[2] is not None:
+                sub_peaks += list(extra[2])
+        model = train_rhythm_model(train_sigs, train_labels, seed + f, cfg, fold_progress, sub_peaks)
         test_idx = np.flatnonzero(test)
         probs[test] = rhythm_record_probs(model, [signals[i] for i in test_idx],
                                           None if peaks is None else [peaks[i] for i in test_idx])

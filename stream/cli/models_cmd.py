@@ -392,6 +392,9 @@ def train_rhythm(
     cv_folds: int = typer.Option(5, help="Held-out CV folds before the final fit; 0 skips."),
     rr_features: bool = typer.Option(True, help="Give the network the window's RR-irregularity features."),
     crops_per_record: int = typer.Option(2, help="Random 10-s crops of each recording per epoch."),
+    mitdb_dir: Path = typer.Option(None, help="MIT-BIH folder: its rhythm episodes, as 30-s recordings, "
+                                              "join every training fold (never scored)."),
+    mitdb_n_share: float = typer.Option(0.1, help="Share of MIT-BIH sinus (N) pieces used (all A, O kept)."),
     threads: int = typer.Option(2),
     cache_dir: Path = typer.Option(_DEFAULT_CACHE),
 ) -> None:
@@ -408,20 +411,40 @@ def train_rhythm(
     names, signals, labels = md.load_cinc2017(data_dir, cache_dir=cache_dir)
     peaks = recording_rpeaks(signals) if rr_features else None
     cfg = RhythmTrainConfig(epochs=epochs, crops_per_record=crops_per_record)
+    extra = None
+    extra_info: dict[str, Any] = {}
+    if mitdb_dir is not None:
+        _, x_sigs, x_labels = md.load_mitdb_rhythm_chunks(Path(mitdb_dir), md.list_mitdb_records(Path(mitdb_dir)))
+        keep = (x_labels != 0) | (np.random.default_rng(seed).random(x_labels.size) < mitdb_n_share)
+        x_sigs = [x for x, k in zip(x_sigs, keep, strict=True) if k]
+        x_labels = x_labels[keep]
+        extra = (x_sigs, x_labels, recording_rpeaks(x_sigs) if rr_features else None)
+        extra_info = {"mitdb_rhythm_chunks": np.bincount(x_labels, minlength=4).tolist(),
+                      "mitdb_n_share": mitdb_n_share}
     report: dict[str, Any] = {}
     t0 = time.time()
     if cv_folds > 1:
         with _progress("rhythm CV") as cb:
-            folds, probs = cross_validate_rhythm(signals, labels, cv_folds, seed, cfg, cb, peaks)
+            folds, probs = cross_validate_rhythm(signals, labels, cv_folds, seed, cfg, cb, peaks,
+                                                 extra)
         report = rhythm_metrics(labels, probs.argmax(axis=1))
         report["fold_design"] = (f"{cv_folds} folds stratified by label, one recording per "
                                  f"fold (seed {seed})")
         report["held_out_records"] = {str(f): [names[i] for i in np.flatnonzero(folds == f)]
                                       for f in range(cv_folds)}
+    all_sigs, all_labels, all_peaks = list(signals), labels, peaks
+    if extra is not None:
+        all_sigs += list(extra[0])
+        all_labels = np.concatenate([labels, extra[1]])
+        all_peaks = None if peaks is None or extra[2] is None else [*peaks, *extra[2]]
+    if cv_folds > 1:  # held-out probabilities kept for calibration / comparison runs
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        np.save(Path(cache_dir) / f"rhythm_cv_probs_{'mitdb' if extra else 'cinc'}_{seed}.npy", probs)
     with _progress("rhythm final") as cb:
-        model = train_rhythm_model(signals, labels, seed, cfg, cb, peaks)
+        model = train_rhythm_model(all_sigs, all_labels, seed, cfg, cb, all_peaks)
     cv_summary = {k: v for k, v in report.items() if k != "held_out_records"}
     meta = rhythm_metadata(seed=seed, epochs=epochs, crops_per_record=crops_per_record, n_records=len(names),
+                           **extra_info,
                            rr_features=list(pp.RHYTHM_RR_FEATURES) if rr_features else [],
                            class_counts=np.bincount(labels, minlength=4).tolist(),
                            cv=cv_summary, train_seconds=round(time.time() - t0, 1))

@@ -79,3 +79,12 @@ def test_subsample_majority_keeps_every_minority_beat() -> None:
 def test_beat_record_source_maps_svdb_names_to_their_folder(tmp_path: Path) -> None:
     assert md.beat_record_source("svdb801", tmp_path / "m", tmp_path / "s") == (tmp_path / "s", "801")
     assert md.beat_record_source("209", tmp_path / "m", tmp_path / "s") == (tmp_path / "m", "209")
+
+
+def test_rhythm_episodes_map_mitdb_rhythms_to_cinc2017_classes() -> None:
+    pos = np.array([0, 100, 500, 900, 1200])
+    aux = ["(N", "", "(AFIB", "(P", "(B\x00"]
+    eps = md.rhythm_episodes(pos, aux, 2000)
+    assert eps == [(0, 500, "N"), (500, 900, "A"), (1200, 2000, "O")]  # paced left out
+    chunks = md.episode_chunks(eps, 300)
+    assert chunks == [(0, 300, "N"), (500, 800, "A"), (1200, 1500, "O"), (1500, 1800, "O")]
