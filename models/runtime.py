@@ -136,6 +136,11 @@ class ModelRuntime:
                  beat_meta: dict[str, Any], rhythm_meta: dict[str, Any],
                  sveb_model: SvebModel | None = None):
         self.beat_model = beat_model.eval()
+        # Leads the beat model is given in the stream: a two-lead network may be shipped to
+        # run on the primary lead alone (``runtime_leads`` in beats.json) when patient-wise
+        # CV showed the second lead not to help (models/cards/beats.md).
+        self.beat_leads = min(int(beat_meta.get("runtime_leads", beat_model.n_leads)),
+                              beat_model.n_leads)
         self.sveb_model = sveb_model
         self.rhythm_model = rhythm_model.eval()
         self.vf_model = vf_model
@@ -362,7 +367,7 @@ class ModelRuntime:
                 template = np.broadcast_to(np.median(seg_all, axis=0),
                                            (idx.size, *seg_all.shape[1:]))
                 seg = seg_all[idx]
-                if self.beat_model.n_leads > 1:
+                if self.beat_leads > 1:
                     second = second_lead_segments(w, r[idx])
                     seg_parts.append(np.concatenate([seg, second], axis=1))
                 else:

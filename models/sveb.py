@@ -34,7 +34,7 @@ import numpy as np
 
 from models import preprocess as pp
 
-SVEB_VERSION = "sveb-1.1.0"
+SVEB_VERSION = "sveb-1.0.0"
 LONG_RR_BEATS = 60  # the runtime keeps this many RR intervals of history per patient
 REGULARITY_RR_BEATS = 30
 IRREGULARITY_RR_BEATS = 8

@@ -296,12 +296,20 @@ def eval_beats(
         one_cache = _cnn_cv_cache(cache_dir, {k: v for k, v in train_config.items()
                                               if not k.startswith("sveb")})
         if one_cache.exists() and "probs_one_lead" in np.load(one_cache).files:
-            one_pred = sveb_labels(np.load(one_cache)["probs_one_lead"].argmax(axis=1),
-                                   sveb_cv.is_s)
-            m1 = beat_metrics(beats.labels, one_pred, beats.records)
-            one_lead = {"classes": m1["classes"], "accuracy": m1["accuracy"]}
+            one_probs = np.load(one_cache)["probs_one_lead"]
+            # Both figures come from the same held-out models; the stream's is the one its
+            # runtime feeds (runtime_leads), the other is reported beside it.
+            other_probs, probs = ((probs, one_probs) if runtime.beat_leads == 1
+                                  else (one_probs, probs))
+            cnn_pred = probs.argmax(axis=1)
+            y_pred = sveb_labels(cnn_pred, sveb_cv.is_s)
+            m1 = beat_metrics(beats.labels, sveb_labels(other_probs.argmax(axis=1), sveb_cv.is_s),
+                              beats.records)
+            one_lead = {"leads": 2 if runtime.beat_leads == 1 else 1,
+                        "classes": m1["classes"], "accuracy": m1["accuracy"]}
     else:
-        cnn_probs = runtime.predict_beats(beats.segments, beats.rr)
+        cnn_probs = runtime.predict_beats(np.ascontiguousarray(beats.segments[:, :runtime.beat_leads]),
+                                          beats.rr)
         cnn_pred = cnn_probs.argmax(axis=1)
         y_pred = runtime.beat_labels(cnn_probs, feats)
     m = beat_metrics(beats.labels, y_pred, beats.records)
@@ -315,7 +323,8 @@ def eval_beats(
            "accuracy": m["accuracy"], "model_version": runtime.model_version,
            "mode": f"cv{cv_folds}" if cv else "shipped-weights",
            **({"train_config": train_config} if cv else {}),
-           **({"one_lead": one_lead} if one_lead else {}),
+           "runtime_leads": runtime.beat_leads,
+           **({"other_lead_setting": one_lead} if one_lead else {}),
            "confusion": m["confusion"],
            "cnn_alone": {"classes": {c: {"se": v["se"], "ppv": v["ppv"]}
                                      for c, v in cnn_only["classes"].items()},
