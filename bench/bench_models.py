@@ -13,7 +13,12 @@ the same runtime with beats-1.0.0's one-lead ``BeatNet`` (same layers, weights u
 the cost does not depend on their values), so a two-lead beat model's cost is measured
 against today's on the same machine in the same run.
 
-Run: ``.venv/bin/python bench/bench_models.py [--json]`` (single torch thread = one core).
+``--beats DIR``: also time the beat network whose ``beats.pt``/``beats.json`` are in DIR
+(e.g. an unshipped candidate, ``models/candidates/beats-2.0.0``) in the same runtime, fed
+the primary lead only and, for a two-lead network, both leads.
+
+Run: ``.venv/bin/python bench/bench_models.py [--json] [--beats DIR]`` (single torch thread
+= one core).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import torch
 
 from models import preprocess as pp
 from models.architecture import BeatNet
+from models.packaging import load_metadata, load_state
 from models.runtime import ModelRuntime
 from stream.window_analysis import LeadInput, WindowAnalysis
 
@@ -76,6 +82,7 @@ def _with_second_lead(w: WindowAnalysis, rng: np.random.Generator) -> WindowAnal
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--beats", default=None, help="folder of another beats.pt/beats.json to time alongside")
     args = ap.parse_args()
     torch.set_num_threads(1)
     rt = ModelRuntime.load_default()
@@ -85,6 +92,15 @@ def main() -> None:
     # Today's (beats-1.0.0) one-lead network in the same runtime, for the cost side by side.
     rt_one_lead = ModelRuntime(BeatNet(n_leads=1).eval(), rt.rhythm_model, rt.vf_model,
                                {**rt.beat_meta, "n_leads": 1}, rt.rhythm_meta, rt.sveb_model)
+    candidates: dict[str, ModelRuntime] = {}
+    if args.beats:
+        meta = load_metadata(args.beats, "beats")
+        net = BeatNet(n_leads=int(meta.get("n_leads", 1)))
+        net.load_state_dict(load_state(args.beats, "beats"))
+        for leads in range(1, net.n_leads + 1):
+            candidates[f"{meta['version']}_fed_{leads}_lead"] = ModelRuntime(
+                net, rt.rhythm_model, rt.vf_model, {**meta, "runtime_leads": leads},
+                rt.rhythm_meta, rt.sveb_model)
     rng = np.random.default_rng(0)
     rows = []
     for b in BATCHES:
@@ -107,7 +123,14 @@ def main() -> None:
         t_an_two = _time(lambda windows=two_leads: run_analyse(windows))
         t_old = _time(lambda windows=windows: run_analyse(windows, rt_one_lead))
         t_old_two = _time(lambda windows=two_leads: run_analyse(windows, rt_one_lead))
+        cand: dict[str, float] = {}
+        for name, crt in candidates.items():
+            cand[f"{name}_analyse_ms_per_window"] = round(1000 * _time(
+                lambda windows=windows, crt=crt: run_analyse(windows, crt)) / b, 3)
+            cand[f"{name}_analyse_two_leads_ms_per_window"] = round(1000 * _time(
+                lambda windows=two_leads, crt=crt: run_analyse(windows, crt)) / b, 3)
         rows.append({
+            **cand,
             "batch": b,
             "beat_ms_per_beat": round(1000 * t_beat / b, 4),
             "rhythm_ms_per_window": round(1000 * t_rhythm / b, 3),
@@ -137,6 +160,10 @@ def main() -> None:
         "one_lead_net_patients_per_core_full_analyse_two_leads": int(
             1000 / (big["one_lead_net_analyse_two_leads_ms_per_window"] / HOP_S)),
     }
+    for name in candidates:
+        result[f"{name}_patients_per_core_full_analyse"] = int(1000 / (big[f"{name}_analyse_ms_per_window"] / HOP_S))
+        result[f"{name}_patients_per_core_full_analyse_two_leads"] = int(
+            1000 / (big[f"{name}_analyse_two_leads_ms_per_window"] / HOP_S))
     if args.json:
         print(json.dumps(result, indent=2))
         return
@@ -157,6 +184,12 @@ def main() -> None:
     print(f"beat net with {result['beat_net_leads']} lead input(s); the one-lead (beats-1.0.0) net "
           f"sustains {result['one_lead_net_patients_per_core_full_analyse']} (one lead), "
           f"{result['one_lead_net_patients_per_core_full_analyse_two_leads']} (two leads)")
+    for name in candidates:
+        print(f"{name}: " + ", ".join(f"batch {r['batch']} {r[name + '_analyse_ms_per_window']:.3f} / "
+                                      f"{r[name + '_analyse_two_leads_ms_per_window']:.3f} ms/win (one / two leads)"
+                                      for r in rows)
+              + f"; patients per core {result[name + '_patients_per_core_full_analyse']} / "
+                f"{result[name + '_patients_per_core_full_analyse_two_leads']}")
     print(f"real-time patients per core (batch 512): models only "
           f"{result['patients_per_core_models_only']}, full analyse "
           f"{result['patients_per_core_full_analyse']} (one lead), "
