@@ -93,3 +93,24 @@ def test_augmentation_blanks_the_second_lead_only_and_keeps_one_lead_beats_one_l
     assert not np.any(np.all(out[:, 0] == 0.0, axis=1))  # the primary lead is never blanked
     none = _augment_beats(seg, None, BeatTrainConfig(n_leads=2, lead_dropout=0.0), rng)
     assert not np.all(none[100:, 1] == 0.0, axis=1).any()
+
+
+def test_rhythm_cv_puts_extra_recordings_in_every_training_fold_only(monkeypatch) -> None:
+    import models.training as tr
+
+    labels = np.array([0, 1, 2, 0, 1, 2, 0, 1, 2, 0])
+    signals = [np.full(100, float(i), np.float32) for i in range(labels.size)]
+    extra = ([np.full(100, -1.0, np.float32)] * 2, np.array([1, 1]), None)
+    seen: list[int] = []
+
+    def fake_train(sigs, labs, *args, **kwargs):
+        assert sum(float(s[0]) == -1.0 for s in sigs) == 2 and labs.size == len(sigs)
+        seen.append(len(sigs))
+        return None
+
+    monkeypatch.setattr(tr, "train_rhythm_model", fake_train)
+    monkeypatch.setattr(tr, "rhythm_record_probs", lambda model, sigs, peaks: np.full(
+        (len(sigs), 4), 0.25, np.float32))
+    folds, probs = tr.cross_validate_rhythm(signals, labels, 2, 7, extra=extra)
+    assert len(seen) == 2 and probs.shape == (labels.size, 4)  # extras never scored
+    assert sorted(seen) == sorted(int((folds != f).sum()) + 2 for f in range(2))
