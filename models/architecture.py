@@ -11,35 +11,59 @@ from models import preprocess as pp
 class BeatNet(nn.Module):
     """1D-CNN over a beat-centred segment, fused with RR-interval context features.
 
-    Input: segment ``(n, 1, BEAT_LEN)`` and context ``(n, N_CONTEXT_FEATURES)`` (RR features
-    then morphology-vs-template features); output logits
-    ``(n, 5)`` for AAMI classes N, S, V, F, Q.
+    Input: segment ``(n, leads, BEAT_LEN)`` and context ``(n, N_CONTEXT_FEATURES)`` (RR
+    features then morphology-vs-template features); output logits ``(n, 5)`` for AAMI
+    classes N, S, V, F, Q.
+
+    ``n_leads=2``: the second channel is a second ECG lead at the same R positions. A
+    segment with one channel, or whose second channel is all zeros, is a one-lead beat:
+    the second channel is zero-filled and a lead-present flag (0/1, derived from the
+    input, so no caller can get it wrong) joins the context features. Training blanks the
+    second lead of a share of the beats (channel dropout), so one lead keeps working.
+    ``n_leads=1`` is beats-1.0.0's network (a second channel is ignored).
     """
 
-    def __init__(self, n_classes: int = 5, n_rr: int = pp.N_CONTEXT_FEATURES, width: int = 16):
+    def __init__(self, n_classes: int = 5, n_rr: int = pp.N_CONTEXT_FEATURES, width: int = 16,
+                 n_leads: int = 1):
         super().__init__()
         w = width
+        self.n_leads = n_leads
         self.features = nn.Sequential(
-            nn.Conv1d(1, w, 7, padding=3), nn.BatchNorm1d(w), nn.ReLU(), nn.MaxPool1d(2),
+            nn.Conv1d(n_leads, w, 7, padding=3), nn.BatchNorm1d(w), nn.ReLU(), nn.MaxPool1d(2),
             nn.Conv1d(w, 2 * w, 5, padding=2), nn.BatchNorm1d(2 * w), nn.ReLU(), nn.MaxPool1d(2),
             nn.Conv1d(2 * w, 2 * w, 5, padding=2), nn.BatchNorm1d(2 * w), nn.ReLU(),
             nn.MaxPool1d(2),
             nn.Conv1d(2 * w, 2 * w, 3, padding=1), nn.BatchNorm1d(2 * w), nn.ReLU(),
             nn.AdaptiveAvgPool1d(11),
         )
-        self.rr = nn.Sequential(nn.Linear(n_rr, 16), nn.ReLU())
+        self.rr = nn.Sequential(nn.Linear(n_rr + (1 if n_leads > 1 else 0), 16), nn.ReLU())
         self.head = nn.Sequential(
             nn.Dropout(0.3), nn.Linear(2 * w * 11 + 16, 64), nn.ReLU(), nn.Dropout(0.2),
             nn.Linear(64, n_classes),
         )
 
     def forward(self, segment: torch.Tensor, rr: torch.Tensor) -> torch.Tensor:
-        z = self.features(segment).flatten(1)
         # log of RR features: ratios around 1 become symmetric around 0.
         n_rr = pp.N_RR_FEATURES
         ctx = torch.cat([torch.log(rr[:, :n_rr].clamp_min(1e-3)), rr[:, n_rr:]], dim=1)
+        if self.n_leads == 1:
+            segment = segment[:, :1]
+        else:
+            segment, present = with_second_lead(segment)
+            ctx = torch.cat([ctx, present[:, None]], dim=1)
+        z = self.features(segment).flatten(1)
         r = self.rr(ctx)
         return self.head(torch.cat([z, r], dim=1))
+
+
+def with_second_lead(segment: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(n, 2, L)`` segments (a one-channel input gets a zero second lead) and the
+    lead-present flag ``(n,)``: 1 where the second channel is not all zeros."""
+    if segment.shape[1] == 1:
+        zeros = torch.zeros_like(segment)
+        return torch.cat([segment, zeros], dim=1), torch.zeros(segment.shape[0])
+    two = segment[:, :2]
+    return two, (two[:, 1].abs().amax(dim=1) > 0).to(segment.dtype)
 
 
 class ResBlock(nn.Module):

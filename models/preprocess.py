@@ -20,6 +20,10 @@ ECG_FS = 250.0  # pipeline ECG rate (Hz)
 BEAT_PRE = 64
 BEAT_POST = 112
 BEAT_LEN = BEAT_PRE + BEAT_POST
+# Beat-model leads: the primary lead (MLII / the monitor's first ECG lead) and, where the
+# recording has one, a second lead cut at the same R positions. An absent second lead is
+# an all-zero channel (the model reads that as "one lead").
+N_LEADS = 2
 
 # RR context: pre-RR, post-RR, local RR, and their ratios. Ratios to the local rhythm are
 # what carries supraventricular prematurity across patients (de Chazal et al. 2004;

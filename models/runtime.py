@@ -28,7 +28,7 @@ from stream.window_analysis import WindowAnalysis
 
 BEAT_CLASSES = ("N", "S", "V", "F", "Q")
 RHYTHM_CLASSES = ("N", "A", "O", "~")
-BEAT_VERSION = "beats-1.0.0"
+BEAT_VERSION = "beats-2.0.0"
 RHYTHM_VERSION = "rhythm-1.1.0"
 
 # The second ECG lead's beats are remembered under the patient id plus this suffix (a
@@ -136,6 +136,11 @@ class ModelRuntime:
                  beat_meta: dict[str, Any], rhythm_meta: dict[str, Any],
                  sveb_model: SvebModel | None = None):
         self.beat_model = beat_model.eval()
+        # Leads the beat model is given in the stream: a two-lead network may be shipped to
+        # run on the primary lead alone (``runtime_leads`` in beats.json) when patient-wise
+        # CV showed the second lead not to help (models/cards/beats.md).
+        self.beat_leads = min(int(beat_meta.get("runtime_leads", beat_model.n_leads)),
+                              beat_model.n_leads)
         self.sveb_model = sveb_model
         self.rhythm_model = rhythm_model.eval()
         self.vf_model = vf_model
@@ -152,12 +157,13 @@ class ModelRuntime:
         """Load the committed weights from ``models/weights`` (``with_sveb=False``: the beat
         CNN decides S alone, as when training the S expert)."""
         wd = Path(weights_dir or WEIGHTS_DIR)
-        beat = BeatNet()
+        beat_meta = load_metadata(wd, "beats")
+        beat = BeatNet(n_leads=int(beat_meta.get("n_leads", 1)))
         beat.load_state_dict(load_state(wd, "beats"))
         rhythm_meta = load_metadata(wd, "rhythm")
         rhythm = RhythmNet(n_rr=len(rhythm_meta.get("rr_features", [])))
         rhythm.load_state_dict(load_state(wd, "rhythm"))
-        return cls(beat, rhythm, VfModel.load(wd / "vf.json"), load_metadata(wd, "beats"),
+        return cls(beat, rhythm, VfModel.load(wd / "vf.json"), beat_meta,
                    rhythm_meta, SvebModel.load(wd / "sveb.json") if with_sveb else None)
 
     @property
@@ -170,10 +176,13 @@ class ModelRuntime:
     # ---------------------------------------------------------------- batched forward
     def predict_beats(self, segments: np.ndarray, rr: np.ndarray) -> np.ndarray:
         """Class probabilities ``(n, 5)`` for normalised beat segments ``(n, 1, BEAT_LEN)``
-        (see :func:`models.preprocess.beat_segments`) and context features ``(n, 10)``
-        (:func:`models.preprocess.beat_context`: RR features, then morphology vs the local
-        template beat)."""
-        _check_array("segments", segments, 3, (1, pp.BEAT_LEN))
+        or ``(n, 2, BEAT_LEN)`` (see :func:`models.preprocess.beat_segments`; channel 1 a
+        second lead at the same R positions, all zeros where there is none) and context
+        features ``(n, 10)`` (:func:`models.preprocess.beat_context`: RR features, then
+        morphology vs the local template beat, of the primary lead)."""
+        _check_array("segments", segments, 3, (None, pp.BEAT_LEN))
+        if segments.shape[1] not in (1, pp.N_LEADS):
+            raise ValueError(f"segments must have 1 or {pp.N_LEADS} leads, got shape {segments.shape}")
         _check_array("rr", rr, 2, (pp.N_CONTEXT_FEATURES,))
         if rr.shape[0] != segments.shape[0]:
             raise ValueError(f"segments and rr disagree on n: {segments.shape[0]} vs {rr.shape[0]}")
@@ -288,7 +297,9 @@ class ModelRuntime:
         return first
 
     def _analyse_leads(self, windows: Sequence[WindowAnalysis]) -> list[ModelOutputs]:
-        """Model outputs for each (one-lead) window, batched across all windows."""
+        """Model outputs for each window, batched across all windows. A two-lead beat model
+        sees the window's ``ecg2_input`` (if any) as its second channel; the second lead's
+        own stand-in windows have none, so they are classified from their lead alone."""
         outputs = [ModelOutputs() for _ in windows]
         seg_parts: list[np.ndarray] = []
         rr_parts: list[np.ndarray] = []
@@ -361,7 +372,11 @@ class ModelRuntime:
                 template = np.broadcast_to(np.median(seg_all, axis=0),
                                            (idx.size, *seg_all.shape[1:]))
                 seg = seg_all[idx]
-                seg_parts.append(seg)
+                if self.beat_leads > 1:
+                    second = second_lead_segments(w, r[idx])
+                    seg_parts.append(np.concatenate([seg, second], axis=1))
+                else:
+                    seg_parts.append(seg)
                 post = np.diff(r)[idx] / pp.ECG_FS
                 context = pp.beat_context(seq[js], post, local, seg, template)
                 rr_parts.append(context)
@@ -438,6 +453,26 @@ class ModelRuntime:
             # Keep one window of history before this window for deferred/overlapping beats.
             mem.prune(start_ms - windows[wi].window_s * 1000.0)
         return outputs
+
+
+def second_lead_segments(w: WindowAnalysis, r: np.ndarray) -> np.ndarray:
+    """``(len(r), 1, BEAT_LEN)`` segments of the window's second lead (``ecg2_input``) at the
+    primary lead's R positions ``r`` (samples at ECG_FS), scaled by the second lead's own
+    median QRS amplitude over the window; zeros (= no second lead) when the window has none
+    or it is unusable. Both leads' windows cover the same span of event time."""
+    zeros = np.zeros((len(r), 1, pp.BEAT_LEN), dtype=np.float32)
+    lead = w.ecg2_input
+    if lead is None or not lead.fs or len(lead.window) < int(lead.fs) or len(r) == 0:
+        return zeros
+    x2 = np.asarray(lead.window, dtype=np.float64)
+    if not np.all(np.isfinite(x2)):
+        return zeros
+    x2 = pp.ecg_bandpass(pp.ecg_resample(x2, float(lead.fs)))
+    scale = pp.beat_scale(pp.qrs_amplitudes(x2, r))
+    seg = pp.beat_segments(x2, r, scale)
+    if not np.any(seg):
+        return zeros
+    return seg
 
 
 def _longest_v_run(times_ms: np.ndarray, classes: Sequence[str | None]) -> tuple[int, float | None]:

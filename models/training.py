@@ -18,7 +18,15 @@ from torch import nn
 
 from models import preprocess as pp
 from models.architecture import BeatNet, RhythmNet
-from models.data import AAMI_MAP, BEAT_CLASSES, RHYTHM_CLASSES, BeatSet, load_mitdb_ecg
+from models.data import (
+    AAMI_MAP,
+    BEAT_CLASSES,
+    RHYTHM_CLASSES,
+    BeatSet,
+    beat_record_source,
+    is_svdb,
+    load_mitdb_ecg,
+)
 from models.sveb import N_SVEB_FEATURES, SvebModel, best_f1_threshold, sveb_features
 
 Progress = Callable[[int, int, str], None]  # (step, total, message)
@@ -50,6 +58,20 @@ def record_folds(records: np.ndarray, labels: np.ndarray, k: int) -> dict[str, i
         totals[f] += c
         n_records[f] += 1
     return folds
+
+
+TRAIN_ONLY = -1  # fold index of records that are only ever training data (SVDB)
+
+
+def beat_fold_of(records: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """Fold index per beat: MIT-BIH records in :func:`record_folds`' k patient-wise folds,
+    SVDB records :data:`TRAIN_ONLY` (in the training set of every fold, never scored), so
+    every MIT-BIH figure is from MIT-BIH patients held out of training and the MIT-BIH
+    folds are the same with or without SVDB."""
+    svdb = is_svdb(records)
+    folds = record_folds(records[~svdb], labels[~svdb], k)
+    return np.array([TRAIN_ONLY if s else folds[r] for r, s in zip(records, svdb, strict=True)],
+                    dtype=np.int64)
 
 
 def stratified_folds(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
@@ -86,6 +108,10 @@ class BeatTrainConfig:
     # waveform ties it to the training patients' morphologies (wide "N" beats of
     # bundle-branch block called V).
     segment_dropout: float = 0.0
+    # Two-lead network (models.architecture.BeatNet ``n_leads``) and the share of training
+    # beats whose second lead is blanked (channel dropout), so one lead keeps working.
+    n_leads: int = 1
+    lead_dropout: float = 0.5
 
 
 def beat_config_of(meta: dict[str, Any], epochs: int | None = None) -> BeatTrainConfig:
@@ -94,30 +120,44 @@ def beat_config_of(meta: dict[str, Any], epochs: int | None = None) -> BeatTrain
     default = BeatTrainConfig()
     return BeatTrainConfig(epochs=epochs or int(meta.get("epochs", default.epochs)),
                            class_weight_power=float(meta.get("class_weight_power", default.class_weight_power)),
-                           segment_dropout=float(meta.get("segment_dropout", default.segment_dropout)))
+                           segment_dropout=float(meta.get("segment_dropout", default.segment_dropout)),
+                           n_leads=int(meta.get("n_leads", default.n_leads)),
+                           lead_dropout=float(meta.get("lead_dropout", default.lead_dropout)))
 
 
 def _augment_beats(seg: np.ndarray, noise: np.ndarray | None, cfg: BeatTrainConfig,
                    rng: np.random.Generator) -> np.ndarray:
-    n, _, length = seg.shape
-    out = seg.copy()
+    """Augmented copy of ``(n, leads, L)`` segments: one R-position shift and gain for all
+    leads of a beat, NSTDB noise drawn independently per lead, and (two leads) the second
+    lead blanked for ``cfg.lead_dropout`` of the beats."""
+    n, leads, length = seg.shape
     shifts = rng.integers(-cfg.max_shift, cfg.max_shift + 1, size=n)
     idx = np.clip(np.arange(length)[None, :] - shifts[:, None], 0, length - 1)
-    out = np.take_along_axis(out[:, 0, :], idx, axis=1)[:, None, :]
-    out *= rng.uniform(0.8, 1.25, size=(n, 1, 1)).astype(np.float32)
+    out = np.take_along_axis(seg, np.broadcast_to(idx[:, None, :], seg.shape), axis=2)
+    out = out * rng.uniform(0.8, 1.25, size=(n, 1, 1)).astype(np.float32)
     if cfg.segment_dropout > 0:
         out[rng.random(n) < cfg.segment_dropout] = 0.0
     if noise is not None:
-        use = rng.random(n) < cfg.noise_prob
-        m = int(use.sum())
-        if m:
-            rows = rng.integers(0, noise.shape[0], size=m)
-            starts = rng.integers(0, noise.shape[1] - length, size=m)
-            chunk = noise[rows[:, None], starts[:, None] + np.arange(length)[None, :]]
-            chunk = chunk - chunk.mean(axis=1, keepdims=True)
-            std = rng.uniform(*cfg.noise_std, size=(m, 1))
-            out[use, 0, :] += (chunk * std).astype(np.float32)
-    return out
+        for lead in range(leads):
+            present = np.any(out[:, lead, :] != 0, axis=1)
+            use = (rng.random(n) < cfg.noise_prob) & present
+            m = int(use.sum())
+            if m:
+                rows = rng.integers(0, noise.shape[0], size=m)
+                starts = rng.integers(0, noise.shape[1] - length, size=m)
+                chunk = noise[rows[:, None], starts[:, None] + np.arange(length)[None, :]]
+                chunk = chunk - chunk.mean(axis=1, keepdims=True)
+                std = rng.uniform(*cfg.noise_std, size=(m, 1))
+                out[use, lead, :] += (chunk * std).astype(np.float32)
+    if leads > 1 and cfg.lead_dropout > 0:
+        out[rng.random(n) < cfg.lead_dropout, 1:, :] = 0.0
+    return out.astype(np.float32, copy=False)
+
+
+def lead_inputs(segments: np.ndarray, n_leads: int) -> np.ndarray:
+    """The channels a network with ``n_leads`` inputs takes (a one-lead network: the
+    primary lead only)."""
+    return np.ascontiguousarray(segments[:, :n_leads])
 
 
 def train_beat_model(data: BeatSet, noise: np.ndarray | None, seed: int,
@@ -126,9 +166,10 @@ def train_beat_model(data: BeatSet, noise: np.ndarray | None, seed: int,
     cfg = cfg or BeatTrainConfig()
     seed_everything(seed)
     rng = np.random.default_rng(seed)
-    model = BeatNet()
+    model = BeatNet(n_leads=cfg.n_leads)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     n = data.labels.size
+    segments = lead_inputs(data.segments, cfg.n_leads)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr,
                                                 total_steps=cfg.epochs * steps_per_epoch)
@@ -142,7 +183,7 @@ def train_beat_model(data: BeatSet, noise: np.ndarray | None, seed: int,
         total = 0.0
         for b in range(steps_per_epoch):
             idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-            seg = torch.from_numpy(_augment_beats(data.segments[idx], noise, cfg, rng))
+            seg = torch.from_numpy(_augment_beats(segments[idx], noise, cfg, rng))
             # Small heart-rate jitter on the absolute RR values (ratios are unchanged).
             factor = np.ones((idx.size, rr_all.shape[1]), dtype=np.float32)
             factor[:, :3] = rng.uniform(0.95, 1.05, size=(idx.size, 1))
@@ -297,21 +338,26 @@ def rhythm_record_probs(model: RhythmNet, signals: Sequence[np.ndarray],
 
 @dataclass(slots=True)
 class BeatCvResult:
+    """Held-out predictions of the scored (MIT-BIH) beats only; SVDB beats were training
+    data in every fold and are not here."""
+
     y_true: np.ndarray
     y_pred: np.ndarray
     probs: np.ndarray
     records: np.ndarray
     folds: dict[str, int]
+    probs_one_lead: np.ndarray  # the same models with the second lead blanked
 
 
 def cross_validate_beats(data: BeatSet, noise: np.ndarray | None, k: int, seed: int,
                          cfg: BeatTrainConfig | None = None,
                          progress: Progress | None = None) -> BeatCvResult:
     """Patient-wise k-fold CV: each fold's records are scored by a model trained only on
-    the other folds' records."""
-    folds = record_folds(data.records, data.labels, k)
-    fold_of = np.array([folds[r] for r in data.records])
+    the other folds' records (plus the train-only SVDB records, :func:`beat_fold_of`)."""
+    cfg = cfg or BeatTrainConfig()
+    fold_of = beat_fold_of(data.records, data.labels, k)
     probs = np.zeros((data.labels.size, len(BEAT_CLASSES)), dtype=np.float32)
+    probs_one = np.zeros_like(probs)
     for f in range(k):
         test = fold_of == f
 
@@ -320,15 +366,27 @@ def cross_validate_beats(data: BeatSet, noise: np.ndarray | None, k: int, seed: 
                 progress(f * total + step, k * total, f"fold {f + 1}/{k} {msg}")
 
         model = train_beat_model(data.subset(~test), noise, seed + f, cfg, fold_progress)
-        probs[test] = beat_probs(model, data.segments[test], data.rr[test])
-    return BeatCvResult(data.labels, probs.argmax(axis=1), probs, data.records, folds)
+        seg = lead_inputs(data.segments[test], cfg.n_leads)
+        probs[test] = beat_probs(model, seg, data.rr[test])
+        one = seg.copy()
+        one[:, 1:] = 0.0
+        probs_one[test] = beat_probs(model, one, data.rr[test])
+    scored = fold_of != TRAIN_ONLY
+    folds = {str(r): int(g) for r, g in zip(data.records[scored], fold_of[scored], strict=True)}
+    return BeatCvResult(data.labels[scored], probs[scored].argmax(axis=1), probs[scored],
+                        data.records[scored], folds, probs_one[scored])
 
 
 def cross_validate_rhythm(signals: Sequence[np.ndarray], labels: np.ndarray, k: int, seed: int,
                           cfg: RhythmTrainConfig | None = None,
                           progress: Progress | None = None,
-                          peaks: Sequence[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """k-fold CV (stratified by label); returns (fold per recording, held-out probs)."""
+                          peaks: Sequence[np.ndarray] | None = None,
+                          extra: tuple[Sequence[np.ndarray], np.ndarray, Sequence[np.ndarray] | None] | None = None,
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """k-fold CV (stratified by label); returns (fold per recording, held-out probs).
+
+    ``extra``: (signals, labels, peaks) of train-only recordings (MIT-BIH rhythm episodes),
+    added to the training set of every fold and never scored."""
     folds = stratified_folds(labels, k, seed)
     probs = np.zeros((labels.size, len(RHYTHM_CLASSES)), dtype=np.float32)
     for f in range(k):
@@ -339,9 +397,15 @@ def cross_validate_rhythm(signals: Sequence[np.ndarray], labels: np.ndarray, k: 
             if progress:
                 progress(f * total + step, k * total, f"fold {f + 1}/{k} {msg}")
 
+        train_sigs = [signals[i] for i in train_idx]
+        train_labels = labels[train_idx]
         sub_peaks = None if peaks is None else [peaks[i] for i in train_idx]
-        model = train_rhythm_model([signals[i] for i in train_idx], labels[train_idx],
-                                   seed + f, cfg, fold_progress, sub_peaks)
+        if extra is not None:
+            train_sigs += list(extra[0])
+            train_labels = np.concatenate([train_labels, extra[1]])
+            if sub_peaks is not None and extra[2] is not None:
+                sub_peaks += list(extra[2])
+        model = train_rhythm_model(train_sigs, train_labels, seed + f, cfg, fold_progress, sub_peaks)
         test_idx = np.flatnonzero(test)
         probs[test] = rhythm_record_probs(model, [signals[i] for i in test_idx],
                                           None if peaks is None else [peaks[i] for i in test_idx])
@@ -351,8 +415,10 @@ def cross_validate_rhythm(signals: Sequence[np.ndarray], labels: np.ndarray, k: 
 # ---------------------------------------------------------------- S expert (models.sveb)
 def beat_rhythm_probs(data_dir: Path, beats: BeatSet,
                       predict_rhythm: Callable[[np.ndarray, np.ndarray], np.ndarray],
-                      progress: Progress | None = None) -> np.ndarray:
-    """``(n, 4)`` rhythm probabilities for each beat of ``beats`` (MIT-BIH records), as the
+                      progress: Progress | None = None,
+                      svdb_dir: Path | None = None) -> np.ndarray:
+    """``(n, 4)`` rhythm probabilities for each beat of ``beats`` (MIT-BIH records; SVDB
+    records, named ``svdb…``, read from ``svdb_dir``), as the
     runtime has them: the 10-s window of the 2-s hop grid in which the beat is first
     classifiable (its next beat and its segment tail inside), with the window's RR
     features from the reference beats."""
@@ -360,7 +426,7 @@ def beat_rhythm_probs(data_dir: Path, beats: BeatSet,
     records = list(dict.fromkeys(beats.records.tolist()))
     hop = int(2 * pp.ECG_FS)
     for k, record in enumerate(records):
-        ecg, pos, symbols = load_mitdb_ecg(data_dir, record)
+        ecg, pos, symbols = load_mitdb_ecg(*beat_record_source(record, data_dir, svdb_dir))
         r_all = pos[np.array([s in AAMI_MAP for s in symbols])]
         ends = np.arange(pp.RHYTHM_LEN, ecg.size + 1, hop)
         x = np.stack([ecg[e - pp.RHYTHM_LEN:e] for e in ends])[:, None, :].astype(np.float32)
@@ -399,14 +465,18 @@ def cross_validate_sveb(feats: np.ndarray, labels: np.ndarray, fold_of: np.ndarr
                         ) -> SvebCvResult:
     """Patient-wise CV of the S expert with a nested threshold: for each held-out fold the
     threshold is the best-F1 one on held-out predictions of the *other* folds (each scored
-    by a model trained on the remaining ones), so no figure sees its own fold twice."""
+    by a model trained on the remaining ones), so no figure sees its own fold twice.
+    Beats of fold :data:`TRAIN_ONLY` (SVDB) are in every fit and never scored, neither in
+    the outer folds nor in the inner ones that choose the threshold."""
     y = (labels == BEAT_CLASSES.index("S")).astype(np.int64)
-    folds = sorted(set(fold_of.tolist()))
+    folds = sorted(set(fold_of.tolist()) - {TRAIN_ONLY})
+    scored = fold_of != TRAIN_ONLY
     probs = np.zeros(y.size)
     is_s = np.zeros(y.size, dtype=bool)
     thresholds: dict[int, float] = {}
     for f in folds:
         train = fold_of != f
+        test = fold_of == f
         inner = np.zeros(y.size)
         for g in folds:
             if g == f:
@@ -414,8 +484,9 @@ def cross_validate_sveb(feats: np.ndarray, labels: np.ndarray, fold_of: np.ndarr
             fit = train & (fold_of != g)
             inner[fold_of == g] = SvebModel.fit(feats[fit], y[fit], 0.5).probability(
                 feats[fold_of == g])
-        thresholds[f] = best_f1_threshold(inner[train], y[train])
+        pick = train & scored
+        thresholds[f] = best_f1_threshold(inner[pick], y[pick])
         model = SvebModel.fit(feats[train], y[train], thresholds[f])
-        probs[~train] = model.probability(feats[~train])
-        is_s[~train] = probs[~train] >= thresholds[f]
+        probs[test] = model.probability(feats[test])
+        is_s[test] = probs[test] >= thresholds[f]
     return SvebCvResult(probs, is_s, thresholds)

@@ -59,9 +59,24 @@ def _torch_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
+def _beat_training_set(data_dir: Path, recs: list[str], svdb_dir: Path | None,
+                       svdb_n_share: float, seed: int, cache_dir: Path) -> Any:
+    """MIT-BIH beats of ``recs`` plus, with ``svdb_dir``, the SVDB beats (all S/V/F/Q, a
+    seeded share of N): the SVDB records are train-only in every fold."""
+    from models import data as md
+
+    beats = md.load_mitdb_beats(data_dir, recs, cache_dir)
+    if svdb_dir is None:
+        return beats
+    svdb = md.subsample_majority(md.load_svdb_beats(svdb_dir, None, cache_dir), svdb_n_share, seed)
+    return md.BeatSet.concat([beats, svdb])
+
+
 def train_beats(
     data_dir: Path = typer.Option(None, help="MIT-BIH folder (default <data_dir>/mitdb)."),
     noise_dir: Path = typer.Option(None, help="NSTDB folder (default: sibling 'nstdb')."),
+    svdb_dir: Path = typer.Option(None, help="SVDB folder: its records join every training fold (never a test fold)."),
+    svdb_n_share: float = typer.Option(0.35, help="Share of SVDB's N beats used (all S/V kept)."),
     out: Path = typer.Option(Path("models/weights"), help="Where beats.pt/.json are written."),
     seed: int = typer.Option(7),
     epochs: int = typer.Option(12),
@@ -69,6 +84,8 @@ def train_beats(
     records: str = typer.Option(None, help="Comma-separated records (default: all)."),
     class_weight_power: float = typer.Option(0.6, help="Class weights = (1/frequency)^power."),
     segment_dropout: float = typer.Option(0.0, help="Share of training beats with the waveform blanked."),
+    n_leads: int = typer.Option(2, help="1: primary lead only (beats-1.0.0); 2: second lead where present."),
+    lead_dropout: float = typer.Option(0.5, help="Share of training beats with the second lead blanked."),
     threads: int = typer.Option(2),
     cache_dir: Path = typer.Option(_DEFAULT_CACHE),
 ) -> None:
@@ -83,34 +100,42 @@ def train_beats(
     data_dir = Path(data_dir or _data_root() / "mitdb")
     noise_dir = Path(noise_dir or data_dir.parent / "nstdb")
     recs = _split_records(records) or md.list_mitdb_records(data_dir)
-    beats = md.load_mitdb_beats(data_dir, recs, cache_dir)
+    beats = _beat_training_set(data_dir, recs, svdb_dir, svdb_n_share, seed, cache_dir)
     noise = md.load_noise(noise_dir) if noise_dir.exists() else None
-    cfg = BeatTrainConfig(epochs=epochs, class_weight_power=class_weight_power, segment_dropout=segment_dropout)
+    cfg = BeatTrainConfig(epochs=epochs, class_weight_power=class_weight_power,
+                          segment_dropout=segment_dropout, n_leads=n_leads,
+                          lead_dropout=lead_dropout)
+    svdb_info = {"svdb": svdb_dir is not None, "svdb_n_share": svdb_n_share if svdb_dir else None}
     report: dict[str, Any] = {}
     t0 = time.time()
     if cv_folds > 1:
         with _progress("beats CV") as cb:
             cv = cross_validate_beats(beats, noise, cv_folds, seed, cfg, cb)
         report = beat_metrics(cv.y_true, cv.y_pred, cv.records)
+        report["one_lead"] = {k: v for k, v in beat_metrics(
+            cv.y_true, cv.probs_one_lead.argmax(axis=1), cv.records).items() if k != "confusion"}
         Path(cache_dir).mkdir(parents=True, exist_ok=True)
-        cv_config = {"epochs": cfg.epochs, "class_weight_power": cfg.class_weight_power,
-                     "segment_dropout": cfg.segment_dropout, "seed": seed, "folds": cv_folds,
-                     "noise": noise is not None}
-        np.savez(_cnn_cv_cache(cache_dir, cv_config), probs=cv.probs, labels=cv.y_true,
-                 records=cv.records)
+        np.savez(_cnn_cv_cache(cache_dir, _cv_config(cfg, seed, cv_folds, noise is not None,
+                                                     svdb_info)),
+                 probs=cv.probs, labels=cv.y_true, records=cv.records,
+                 probs_one_lead=cv.probs_one_lead)
         report["per_record_errors"] = {
             r: {"n": int((cv.records == r).sum()),
                 "wrong": int(((cv.y_pred != cv.y_true) & (cv.records == r)).sum())}
             for r in sorted(set(cv.records.tolist()))}
         report["folds"] = {str(f): sorted(r for r, g in cv.folds.items() if g == f)
                            for f in range(cv_folds)}
-        report["fold_design"] = (f"{cv_folds} folds grouped by record (patient-wise), greedy "
-                                 "balancing of S/V beats across folds")
+        report["fold_design"] = (f"{cv_folds} folds of MIT-BIH records (patient-wise), greedy "
+                                 "balancing of S/V beats across folds"
+                                 + ("; SVDB records in every training fold, never scored"
+                                    if svdb_dir else ""))
     with _progress("beats final") as cb:
         model = train_beat_model(beats, noise, seed, cfg, cb)
-    meta = beat_metadata(seed=seed, epochs=epochs, class_weight_power=class_weight_power,
-                         segment_dropout=segment_dropout,
-                         records=recs, noise=noise is not None,
+    meta = beat_metadata(n_leads=n_leads, seed=seed, epochs=epochs,
+                         class_weight_power=class_weight_power,
+                         segment_dropout=segment_dropout, lead_dropout=lead_dropout,
+                         records=recs, noise=noise is not None, **svdb_info,
+                         svdb_records=sorted({r for r in beats.records.tolist() if r.startswith(md.SVDB_PREFIX)}),
                          n_beats=int(beats.labels.size),
                          class_counts=np.bincount(beats.labels, minlength=5).tolist(),
                          cv=report, train_seconds=round(time.time() - t0, 1))
@@ -118,11 +143,35 @@ def train_beats(
     _emit({"weights": str(path), "cv": report, "records": len(recs)}, True)
 
 
-def _sveb_inputs(data_dir: Path, beats: Any, runtime: Any) -> np.ndarray:
+def _cv_config(cfg: Any, seed: int, folds: int, noise: bool, svdb_info: dict[str, Any]
+               ) -> dict[str, Any]:
+    return {"epochs": cfg.epochs, "class_weight_power": cfg.class_weight_power,
+            "segment_dropout": cfg.segment_dropout, "seed": seed, "folds": folds,
+            "noise": noise, "n_leads": cfg.n_leads, "lead_dropout": cfg.lead_dropout,
+            **({"svdb_n_share": svdb_info["svdb_n_share"]} if svdb_info.get("svdb") else {})}
+
+
+def _sveb_inputs(data_dir: Path, beats: Any, runtime: Any, svdb_dir: Path | None = None,
+                 cache_dir: Path | None = None) -> np.ndarray:
+    """S-expert features of ``beats`` (MIT-BIH, and SVDB records from ``svdb_dir``), with the
+    runtime's rhythm probabilities; cached per rhythm model and beat list."""
+    import hashlib
+
     from models.training import beat_rhythm_probs, beatset_sveb_features
 
-    with _progress("rhythm context") as cb:
-        rhythm = beat_rhythm_probs(data_dir, beats, runtime.predict_rhythm, cb)
+    cache = None
+    if cache_dir is not None:
+        key = hashlib.sha256(beats.records.astype(str).tobytes() + beats.r_samples.tobytes()
+                             + runtime.rhythm_meta["version"].encode()).hexdigest()[:16]
+        cache = Path(cache_dir) / f"sveb_rhythm_{key}.npy"
+    if cache is not None and cache.exists():
+        rhythm = np.load(cache)
+    else:
+        with _progress("rhythm context") as cb:
+            rhythm = beat_rhythm_probs(data_dir, beats, runtime.predict_rhythm, cb, svdb_dir)
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            np.save(cache, rhythm)
     return beatset_sveb_features(beats, rhythm)
 
 
@@ -141,9 +190,10 @@ def _cnn_cv_cache(cache_dir: Path, config: dict[str, Any]) -> Path:
 
 def _cnn_cv_probs(beats: Any, runtime: Any, data_dir: Path, folds: int, seed: int | None,
                   epochs: int | None, cache_dir: Path) -> tuple[np.ndarray, dict[str, Any]]:
-    """Held-out CNN probabilities of the shipped configuration (retrained per fold),
-    reused from ``cache_dir`` when ``train beats``, ``train sveb`` or ``eval beats --cv``
-    already trained the same folds with the same code."""
+    """Held-out CNN probabilities of the MIT-BIH ``beats`` under the shipped configuration
+    (retrained per fold, with SVDB in every training fold when the shipped model was
+    trained with it), reused from ``cache_dir`` when ``train beats``, ``train sveb`` or
+    ``eval beats --cv`` already trained the same folds with the same code."""
     from models import data as md
     from models.training import beat_config_of, cross_validate_beats
 
@@ -151,19 +201,56 @@ def _cnn_cv_probs(beats: Any, runtime: Any, data_dir: Path, folds: int, seed: in
     seed = seed if seed is not None else int(runtime.beat_meta.get("seed", 7))
     noise_dir = Path(data_dir).parent / "nstdb"
     noise = md.load_noise(noise_dir) if noise_dir.exists() else None
-    config = {"epochs": cfg.epochs, "class_weight_power": cfg.class_weight_power,
-              "segment_dropout": cfg.segment_dropout, "seed": seed, "folds": folds,
-              "noise": noise is not None}
+    svdb_info = {"svdb": bool(runtime.beat_meta.get("svdb")),
+                 "svdb_n_share": runtime.beat_meta.get("svdb_n_share")}
+    config = _cv_config(cfg, seed, folds, noise is not None, svdb_info)
     cache = _cnn_cv_cache(cache_dir, config)
     if cache.exists():
         z = np.load(cache)
         if np.array_equal(z["labels"], beats.labels) and np.array_equal(z["records"], beats.records):
             return z["probs"], config
+    train = beats
+    if svdb_info["svdb"]:
+        svdb = md.load_svdb_beats(Path(data_dir).parent / "svdb", None, cache_dir)
+        train = md.BeatSet.concat([beats, md.subsample_majority(
+            svdb, float(svdb_info["svdb_n_share"]), seed)])
     with _progress("beats CV") as cb:
-        res = cross_validate_beats(beats, noise, folds, seed, cfg, cb)
+        res = cross_validate_beats(train, noise, folds, seed, cfg, cb)
+    if not (np.array_equal(res.y_true, beats.labels) and np.array_equal(res.records, beats.records)):
+        raise RuntimeError("held-out beats do not line up with the MIT-BIH beats scored")
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
-    np.savez(cache, probs=res.probs, labels=beats.labels, records=beats.records)
+    np.savez(cache, probs=res.probs, labels=beats.labels, records=beats.records,
+             probs_one_lead=res.probs_one_lead)
     return res.probs, config
+
+
+def _svdb_for_sveb(svdb_dir: Path | None, runtime: Any, data_dir: Path, cache_dir: Path
+                   ) -> tuple[np.ndarray, np.ndarray] | None:
+    """(features, labels) of every SVDB beat for the S expert's training folds (all its
+    beats: the logistic fit is cheap), or None without an SVDB folder."""
+    if svdb_dir is None:
+        return None
+    from models import data as md
+
+    svdb = md.load_svdb_beats(svdb_dir, None, cache_dir)
+    return _sveb_inputs(data_dir, svdb, runtime, svdb_dir, cache_dir), svdb.labels
+
+
+def _sveb_cv(feats: np.ndarray, labels: np.ndarray, records: np.ndarray, cv_folds: int,
+             extra: tuple[np.ndarray, np.ndarray] | None) -> Any:
+    """Nested patient-wise CV of the S expert on the MIT-BIH beats, with ``extra`` (SVDB)
+    beats in every training fold; results are for the MIT-BIH beats only."""
+    from models.training import TRAIN_ONLY, beat_fold_of, cross_validate_sveb
+
+    fold_of = beat_fold_of(records, labels, cv_folds)
+    n = labels.size
+    if extra is not None:
+        feats = np.concatenate([feats, extra[0]])
+        labels = np.concatenate([labels, extra[1]])
+        fold_of = np.concatenate([fold_of, np.full(extra[1].size, TRAIN_ONLY)])
+    res = cross_validate_sveb(feats, labels, fold_of)
+    res.probs, res.is_s = res.probs[:n], res.is_s[:n]
+    return res
 
 
 def eval_beats(
@@ -178,48 +265,77 @@ def eval_beats(
     cache_dir: Path = typer.Option(_DEFAULT_CACHE),
 ) -> None:
     """Score the beat classifier at the reference beat positions (Se/PPV in percent): the
-    CNN, with N against S decided by the S expert as in the stream."""
+    CNN, with N against S decided by the S expert as in the stream. With ``--cv``, MIT-BIH
+    patients held out of training; SVDB (when the shipped models were trained with it) is
+    in every training fold and never scored."""
     from models import data as md
     from models.evaluation import beat_metrics
+    from models.packaging import WEIGHTS_DIR
     from models.runtime import ModelRuntime
     from models.sveb import sveb_labels
-    from models.training import cross_validate_sveb, record_folds
 
     _torch_threads(threads)
     data_dir = Path(data_dir or _data_root() / "mitdb")
     recs = _split_records(records) or md.list_mitdb_records(data_dir)
     beats = md.load_mitdb_beats(data_dir, recs, cache_dir)
     runtime = ModelRuntime.load_default()
-    feats = _sveb_inputs(data_dir, beats, runtime)
+    feats = _sveb_inputs(data_dir, beats, runtime, None, cache_dir)
     train_config: dict[str, Any] = {}
+    one_lead: dict[str, Any] = {}
     if cv:
         probs, train_config = _cnn_cv_probs(beats, runtime, data_dir, cv_folds, seed, epochs,
                                             cache_dir)
-        folds = record_folds(beats.records, beats.labels, cv_folds)
-        sveb_cv = cross_validate_sveb(feats, beats.labels,
-                                      np.array([folds[r] for r in beats.records]))
+        sveb_doc = json.loads((WEIGHTS_DIR / "sveb.json").read_text())
+        svdb_dir = Path(data_dir).parent / "svdb" if sveb_doc.get("svdb") else None
+        sveb_cv = _sveb_cv(feats, beats.labels, beats.records, cv_folds,
+                           _svdb_for_sveb(svdb_dir, runtime, data_dir, cache_dir))
         cnn_pred = probs.argmax(axis=1)
         y_pred = sveb_labels(cnn_pred, sveb_cv.is_s)
         train_config["sveb_thresholds"] = {str(k): v for k, v in sveb_cv.thresholds.items()}
+        train_config["sveb_svdb"] = svdb_dir is not None
+        one_cache = _cnn_cv_cache(cache_dir, {k: v for k, v in train_config.items()
+                                              if not k.startswith("sveb")})
+        if one_cache.exists() and "probs_one_lead" in np.load(one_cache).files:
+            one_probs = np.load(one_cache)["probs_one_lead"]
+            # Both figures come from the same held-out models; the stream's is the one its
+            # runtime feeds (runtime_leads), the other is reported beside it.
+            other_probs, probs = ((probs, one_probs) if runtime.beat_leads == 1
+                                  else (one_probs, probs))
+            cnn_pred = probs.argmax(axis=1)
+            y_pred = sveb_labels(cnn_pred, sveb_cv.is_s)
+            m1 = beat_metrics(beats.labels, sveb_labels(other_probs.argmax(axis=1), sveb_cv.is_s),
+                              beats.records)
+            one_lead = {"leads": 2 if runtime.beat_leads == 1 else 1,
+                        "classes": m1["classes"], "accuracy": m1["accuracy"]}
     else:
-        cnn_probs = runtime.predict_beats(beats.segments, beats.rr)
+        cnn_probs = runtime.predict_beats(np.ascontiguousarray(beats.segments[:, :runtime.beat_leads]),
+                                          beats.rr)
         cnn_pred = cnn_probs.argmax(axis=1)
         y_pred = runtime.beat_labels(cnn_probs, feats)
     m = beat_metrics(beats.labels, y_pred, beats.records)
     cnn_only = beat_metrics(beats.labels, cnn_pred, beats.records, n_boot=0)  # Se/PPV only
+    per_record = {r: {c: {"n": int(((beats.records == r) & (beats.labels == i)).sum()),
+                          "tp": int(((beats.records == r) & (beats.labels == i) & (y_pred == i)).sum()),
+                          "fp": int(((beats.records == r) & (beats.labels != i) & (y_pred == i)).sum())}
+                      for i, c in enumerate(md.BEAT_CLASSES) if c in ("S", "V")}
+                  for r in sorted(set(beats.records.tolist()))}
     out = {"records": len(recs), "beats": int(beats.labels.size), "classes": m["classes"],
            "accuracy": m["accuracy"], "model_version": runtime.model_version,
            "mode": f"cv{cv_folds}" if cv else "shipped-weights",
            **({"train_config": train_config} if cv else {}),
+           "runtime_leads": runtime.beat_leads,
+           **({"other_lead_setting": one_lead} if one_lead else {}),
            "confusion": m["confusion"],
            "cnn_alone": {"classes": {c: {"se": v["se"], "ppv": v["ppv"]}
                                      for c, v in cnn_only["classes"].items()},
-                         "accuracy": cnn_only["accuracy"]}}
+                         "accuracy": cnn_only["accuracy"]},
+           "per_record_s_v": per_record}
     _emit(out, as_json)
 
 
 def train_sveb(
     data_dir: Path = typer.Option(None, help="MIT-BIH folder (default <data_dir>/mitdb)."),
+    svdb_dir: Path = typer.Option(None, help="SVDB folder: its beats join every training fold (never scored)."),
     out: Path = typer.Option(Path("models/weights"), help="Where sveb.json is written."),
     cv_folds: int = typer.Option(5, help="Patient-wise folds (the beat model's fold design)."),
     threads: int = typer.Option(2),
@@ -231,7 +347,6 @@ def train_sveb(
     from models.evaluation import beat_metrics
     from models.runtime import ModelRuntime
     from models.sveb import SvebModel, best_f1_threshold, sveb_labels
-    from models.training import cross_validate_sveb, record_folds
 
     _torch_threads(threads)
     t0 = time.time()
@@ -239,20 +354,26 @@ def train_sveb(
     recs = md.list_mitdb_records(data_dir)
     beats = md.load_mitdb_beats(data_dir, recs, cache_dir)
     runtime = ModelRuntime.load_default(with_sveb=False)
-    feats = _sveb_inputs(data_dir, beats, runtime)
-    folds = record_folds(beats.records, beats.labels, cv_folds)
-    fold_of = np.array([folds[r] for r in beats.records])
-    cv = cross_validate_sveb(feats, beats.labels, fold_of)
+    feats = _sveb_inputs(data_dir, beats, runtime, None, cache_dir)
+    extra = _svdb_for_sveb(svdb_dir, runtime, data_dir, cache_dir)
+    cv = _sveb_cv(feats, beats.labels, beats.records, cv_folds, extra)
     y = (beats.labels == md.BEAT_CLASSES.index("S")).astype(np.int64)
     cnn_probs, cnn_config = _cnn_cv_probs(beats, runtime, data_dir, cv_folds, None, None, cache_dir)
     cnn_pred = cnn_probs.argmax(axis=1)
     combined = beat_metrics(beats.labels, sveb_labels(cnn_pred, cv.is_s), beats.records)
     cnn_only = beat_metrics(beats.labels, cnn_pred, beats.records)
     alone_tp = int((cv.is_s & (y == 1)).sum())
+    # The shipped threshold: best F1 on the held-out probabilities of the MIT-BIH beats.
     threshold = best_f1_threshold(cv.probs, y)
-    model = SvebModel.fit(feats, y, threshold)
+    all_feats, all_y = feats, y
+    if extra is not None:
+        all_feats = np.concatenate([feats, extra[0]])
+        all_y = np.concatenate([y, (extra[1] == md.BEAT_CLASSES.index("S")).astype(np.int64)])
+    model = SvebModel.fit(all_feats, all_y, threshold)
     report = {
-        "fold_design": f"{cv_folds} folds grouped by record, the beat model's (models.training.record_folds)",
+        "fold_design": f"{cv_folds} folds grouped by MIT-BIH record, the beat model's "
+                       "(models.training.beat_fold_of)"
+                       + ("; SVDB beats in every training fold, never scored" if extra else ""),
         "nested_thresholds": {str(k): v for k, v in cv.thresholds.items()},
         "expert_alone_cv": {"s_se": round(100 * alone_tp / max(int(y.sum()), 1), 2),
                             "s_ppv": round(100 * alone_tp / max(int(cv.is_s.sum()), 1), 2)},
@@ -262,8 +383,9 @@ def train_sveb(
                         "confusion": combined["confusion"]},
     }
     Path(out).mkdir(parents=True, exist_ok=True)
-    doc = {**model.to_dict(), "records": recs, "n_beats": int(y.size), "n_s": int(y.sum()),
-           "threshold_rule": "best F1 of S on the held-out CV probabilities",
+    doc = {**model.to_dict(), "records": recs, "svdb": extra is not None,
+           "n_beats": int(all_y.size), "n_s": int(all_y.sum()),
+           "threshold_rule": "best F1 of S on the held-out CV probabilities of the MIT-BIH beats",
            "rhythm_model": runtime.rhythm_meta["version"], "cv": report,
            "train_seconds": round(time.time() - t0, 1)}
     path = Path(out) / "sveb.json"
@@ -279,6 +401,9 @@ def train_rhythm(
     cv_folds: int = typer.Option(5, help="Held-out CV folds before the final fit; 0 skips."),
     rr_features: bool = typer.Option(True, help="Give the network the window's RR-irregularity features."),
     crops_per_record: int = typer.Option(2, help="Random 10-s crops of each recording per epoch."),
+    mitdb_dir: Path = typer.Option(None, help="MIT-BIH folder: its rhythm episodes, as 30-s recordings, "
+                                              "join every training fold (never scored)."),
+    mitdb_n_share: float = typer.Option(0.1, help="Share of MIT-BIH sinus (N) pieces used (all A, O kept)."),
     threads: int = typer.Option(2),
     cache_dir: Path = typer.Option(_DEFAULT_CACHE),
 ) -> None:
@@ -295,20 +420,40 @@ def train_rhythm(
     names, signals, labels = md.load_cinc2017(data_dir, cache_dir=cache_dir)
     peaks = recording_rpeaks(signals) if rr_features else None
     cfg = RhythmTrainConfig(epochs=epochs, crops_per_record=crops_per_record)
+    extra = None
+    extra_info: dict[str, Any] = {}
+    if mitdb_dir is not None:
+        _, x_sigs, x_labels = md.load_mitdb_rhythm_chunks(Path(mitdb_dir), md.list_mitdb_records(Path(mitdb_dir)))
+        keep = (x_labels != 0) | (np.random.default_rng(seed).random(x_labels.size) < mitdb_n_share)
+        x_sigs = [x for x, k in zip(x_sigs, keep, strict=True) if k]
+        x_labels = x_labels[keep]
+        extra = (x_sigs, x_labels, recording_rpeaks(x_sigs) if rr_features else None)
+        extra_info = {"mitdb_rhythm_chunks": np.bincount(x_labels, minlength=4).tolist(),
+                      "mitdb_n_share": mitdb_n_share}
     report: dict[str, Any] = {}
     t0 = time.time()
     if cv_folds > 1:
         with _progress("rhythm CV") as cb:
-            folds, probs = cross_validate_rhythm(signals, labels, cv_folds, seed, cfg, cb, peaks)
+            folds, probs = cross_validate_rhythm(signals, labels, cv_folds, seed, cfg, cb, peaks,
+                                                 extra)
         report = rhythm_metrics(labels, probs.argmax(axis=1))
         report["fold_design"] = (f"{cv_folds} folds stratified by label, one recording per "
                                  f"fold (seed {seed})")
         report["held_out_records"] = {str(f): [names[i] for i in np.flatnonzero(folds == f)]
                                       for f in range(cv_folds)}
+    all_sigs, all_labels, all_peaks = list(signals), labels, peaks
+    if extra is not None:
+        all_sigs += list(extra[0])
+        all_labels = np.concatenate([labels, extra[1]])
+        all_peaks = None if peaks is None or extra[2] is None else [*peaks, *extra[2]]
+    if cv_folds > 1:  # held-out probabilities kept for calibration / comparison runs
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        np.save(Path(cache_dir) / f"rhythm_cv_probs_{'mitdb' if extra else 'cinc'}_{seed}.npy", probs)
     with _progress("rhythm final") as cb:
-        model = train_rhythm_model(signals, labels, seed, cfg, cb, peaks)
+        model = train_rhythm_model(all_sigs, all_labels, seed, cfg, cb, all_peaks)
     cv_summary = {k: v for k, v in report.items() if k != "held_out_records"}
     meta = rhythm_metadata(seed=seed, epochs=epochs, crops_per_record=crops_per_record, n_records=len(names),
+                           **extra_info,
                            rr_features=list(pp.RHYTHM_RR_FEATURES) if rr_features else [],
                            class_counts=np.bincount(labels, minlength=4).tolist(),
                            cv=cv_summary, train_seconds=round(time.time() - t0, 1))

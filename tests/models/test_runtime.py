@@ -48,6 +48,7 @@ def test_predict_deterministic_and_normalised(runtime: ModelRuntime) -> None:
         (np.full((2, 1, pp.BEAT_LEN), np.nan, np.float32), np.ones((2, 10), np.float32), "NaN"),
         (np.zeros((2, 1, pp.BEAT_LEN), np.float32), np.ones((3, 10), np.float32), "disagree"),
         (np.zeros((2, 1, pp.BEAT_LEN), np.float32), np.ones((2, 4), np.float32), "must be 10"),
+        (np.zeros((2, 3, pp.BEAT_LEN), np.float32), np.ones((2, 10), np.float32), "1 or 2 leads"),
     ],
 )
 def test_predict_beats_rejects_malformed(runtime: ModelRuntime, segments, rr, match) -> None:
@@ -169,3 +170,38 @@ def test_the_second_lead_is_classified_in_the_same_batch_with_its_own_memory(run
     assert first_total == beats.size - 1 and second_total == fast.size - 1
     rt.forget("p1")
     assert rt._patients == {}
+
+
+def test_a_two_lead_beat_model_takes_the_second_lead_and_works_without_it(runtime: ModelRuntime) -> None:
+    from dataclasses import replace
+
+    import torch
+
+    from models.architecture import BeatNet
+    from models.runtime import second_lead_segments
+    from stream.window_analysis import LeadInput
+
+    torch.manual_seed(0)
+    rt = ModelRuntime(BeatNet(n_leads=2).eval(), runtime.rhythm_model, runtime.vf_model,
+                      {**runtime.beat_meta, "n_leads": 2}, runtime.rhythm_meta)
+    beats = np.arange(100, 10_000, 800.0)
+    w = _synthetic_window("p1", 10_000, beats, new_from_ms=0)
+    r = np.asarray(w.beat_samples)
+    assert not np.any(second_lead_segments(w, r))  # no second lead: zeros
+    lead2 = _synthetic_window("p1", 10_000, beats, new_from_ms=0)
+    inverted = LeadInput(lead2.ecg_fs or 250.0, -np.asarray(lead2.ecg_window), lead2.beat_samples,
+                         lead2.beat_is_new, lead2.rr_history_ms)
+    two = replace(w, ecg2_input=inverted)
+    seg2 = second_lead_segments(two, r)
+    assert seg2.shape == (r.size, 1, pp.BEAT_LEN)
+    assert np.all(np.abs(np.argmin(seg2[1:-1, 0], axis=1) - pp.BEAT_PRE) <= 2)  # at the R peaks
+    one_out = rt.analyse([w])[0]
+    rt.forget("p1")
+    two_out = rt.analyse([two])[0]
+    assert sum(one_out.beat_counts.values()) == sum(two_out.beat_counts.values()) == beats.size - 1
+    assert two_out.second_lead is not None  # the second lead still gets its own classification
+    segs = np.random.default_rng(0).normal(size=(4, 2, pp.BEAT_LEN)).astype(np.float32)
+    ctx = pp.beat_context(np.full(4, 0.8), np.full(4, 0.8), np.full(4, 0.8), segs[:, :1], segs[:, :1])
+    blank = segs.copy()
+    blank[:, 1] = 0.0
+    np.testing.assert_allclose(rt.predict_beats(blank, ctx), rt.predict_beats(segs[:, :1].copy(), ctx), atol=1e-6)
