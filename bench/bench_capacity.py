@@ -557,7 +557,7 @@ def main() -> None:
     parser.add_argument("--no-passthrough", action="store_true", help="skip the raw aiokafka and Faust baselines")
     parser.add_argument("--baseline-messages", type=int, default=150_000)
     parser.add_argument("--py-spy", action="store_true",
-                        help="profile worker 0 over the measured span with py-spy (dev extra)")
+                        help="profile worker 0 over the measured span with py-spy (pip install py-spy)")
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "capacity")
     args = parser.parse_args()
 
