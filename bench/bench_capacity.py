@@ -304,6 +304,7 @@ def run_once(n: int, workers: int, pool: list[SimulatedRecording], args: argpars
             prev_machine = psutil.cpu_times()
             prev_read = 0.0
             prev_findings = 0.0
+            last_read = [0.0] * len(procs)
             prev_t = time.time()
             with Progress(TextColumn(f"[bold]{label}"), BarColumn(), TextColumn("{task.description}"),
                           TimeRemainingColumn(), transient=True) as bar:
@@ -312,7 +313,12 @@ def run_once(n: int, workers: int, pool: list[SimulatedRecording], args: argpars
                     await asyncio.sleep(1.0)
                     now = time.time()
                     stats = await asyncio.gather(*(asyncio.to_thread(w.stats) for w in procs))
-                    read = sum(float((s or {}).get("chunks_in", 0)) for s in stats)
+                    # A worker too busy to answer within its 1-s timeout keeps its last count
+                    # (counting it as 0 drew lag spikes that were not there).
+                    for i, st in enumerate(stats):
+                        if st is not None:
+                            last_read[i] = float(st.get("chunks_in", 0))
+                    read = sum(last_read)
                     cpu_now = [cpu_s(p) for p in ps]
                     me_now = cpu_s(me)
                     svc_now = sum(cpu_s(x) for x in svc)
@@ -557,7 +563,7 @@ def main() -> None:
     parser.add_argument("--no-passthrough", action="store_true", help="skip the raw aiokafka and Faust baselines")
     parser.add_argument("--baseline-messages", type=int, default=150_000)
     parser.add_argument("--py-spy", action="store_true",
-                        help="profile worker 0 over the measured span with py-spy (dev extra)")
+                        help="profile worker 0 over the measured span with py-spy (pip install py-spy)")
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "capacity")
     args = parser.parse_args()
 
