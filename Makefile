@@ -61,6 +61,8 @@ bench: install install-browser
 	$(BIN)/python bench/bench_worker_stages.py
 	# ~25 min: the largest N one and two workers keep in real time (docs/capacity.md).
 	$(BIN)/python bench/bench_capacity.py --out out/capacity
+	# ~2 min: what the load, broker and Faust cost before the worker does any work.
+	$(BIN)/python bench/bench_capacity_floor.py --out out/capacity-floor
 
 services-up: install
 	$(BIN)/vitalstream services up

@@ -3,7 +3,9 @@
 Run by bench/bench_capacity.py as a worker subprocess, on the broker the capacity run
 filled: ``python bench/faust_passthrough.py worker -l warning``, with
 ``PASSTHROUGH_BOOTSTRAP``, ``PASSTHROUGH_TARGET`` (messages to read) and
-``PASSTHROUGH_OUT`` (a JSON file) in the environment. The app has the worker's settings
+``PASSTHROUGH_OUT`` (a JSON file) in the environment. With ``PASSTHROUGH_TARGET=0`` it
+reads live and never stops, rewriting ``PASSTHROUGH_OUT`` with its count every second
+(bench/bench_capacity_floor.py: what a Faust consumer that does nothing costs live). The app has the worker's settings
 that shape consumption (raw serializers, one agent on the five vitals topics, batches of
 ``VITALSTREAM_BATCH_MAX`` taken with ``take_events``, offsets acknowledged per event), so
 the pipeline's rate over this one is what our own per-message work costs, and this rate
@@ -52,11 +54,21 @@ async def passthrough(stream) -> None:  # type: ignore[no-untyped-def]
         for event in events:
             seen["n"] += 1
             seen["bytes"] += len(event.message.value or b"")
-        if seen["n"] >= TARGET:
+        if TARGET and seen["n"] >= TARGET:
             elapsed = time.monotonic() - seen["first"]
             with open(OUT, "w") as f:
                 json.dump({"messages": seen["n"], "seconds": elapsed, "bytes": seen["bytes"]}, f)
             os._exit(0)  # the measurement is taken; no graceful leave needed
+
+
+if not TARGET:
+
+    @app.timer(1.0)
+    async def report_count() -> None:
+        tmp = f"{OUT}.tmp"
+        with open(tmp, "w") as f:
+            json.dump({"messages": seen["n"], "bytes": seen["bytes"], "wall": time.time()}, f)
+        os.replace(tmp, OUT)  # the bench never reads half a file
 
 
 if __name__ == "__main__":
