@@ -96,6 +96,20 @@ def machine() -> dict[str, Any]:
     }
 
 
+def machine_line(info: dict[str, Any]) -> str:
+    return (f"machine: {info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB, Python {info['python']}; "
+            f"load average at start {info['load_avg_at_start']}")
+
+
+def prepare(args: argparse.Namespace) -> tuple[dict[str, Any], list[SimulatedRecording]]:
+    """The output folder, the machine (printed) and the simulated pool for runs of
+    ``args.warmup + args.measure`` seconds."""
+    args.out.mkdir(parents=True, exist_ok=True)
+    info = machine()
+    print(machine_line(info))
+    return info, build_pool(int(args.warmup + args.measure) + 2)
+
+
 # ---------------------------------------------------------------- load
 
 
@@ -566,12 +580,7 @@ def main() -> None:
                         help="profile worker 0 over the measured span with py-spy (pip install py-spy)")
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "capacity")
     args = parser.parse_args()
-
-    args.out.mkdir(parents=True, exist_ok=True)
-    info = machine()
-    print(f"machine: {info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB, Python {info['python']}; "
-          f"load average at start {info['load_avg_at_start']}")
-    pool = build_pool(int(args.warmup + args.measure) + 2)
+    info, pool = prepare(args)
     results: list[RunResult] = []
     best: dict[int, RunResult | None] = {}
     keep: dict[str, Any] = {}

@@ -44,7 +44,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_capacity import EMBEDDED, PARTITIONS, Load, build_pool, cpu_s, generate, machine  # noqa: E402
+from bench_capacity import (  # noqa: E402
+    EMBEDDED,
+    PARTITIONS,
+    Load,
+    cpu_s,
+    generate,
+    prepare,
+)
 
 from stream.capacity import SendBook, lag_verdict  # noqa: E402
 from stream.services import VITALS_TOPICS, ServiceState, create_topics, embedded_services  # noqa: E402
@@ -194,11 +201,7 @@ def main() -> None:
     parser.add_argument("--measure", type=float, default=30.0)
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "capacity-floor")
     args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
-    info = machine()
-    print(f"machine: {info['cpu']}, {info['cores']} cores, {info['memory_gib']} GiB; load average at start "
-          f"{info['load_avg_at_start']}")
-    pool = build_pool(int(args.warmup + args.measure) + 2)
+    info, pool = prepare(args)
     runs = []
     with tempfile.TemporaryDirectory(prefix="bench-floor-") as tmp:
         for n in args.patients:
