@@ -7,8 +7,10 @@ Run: ``python bench/faults.py [--patients 9] [--duration 1200] [--spacing 75] [-
 Writes ``faults.json`` (every count, every fault with its recovery time, the episodes
 missed or duplicated if any) and ``faults.png`` (each patient's finding lag and the
 aggregator's consumer lag over time, faults shaded) to ``--out``. Needs about
-``duration`` + 5 minutes; exit status 1 if anything was missed, duplicated or lost, or a
-fault was not recovered from within ``--recovery-limit`` seconds.
+``duration`` + 5 minutes; exit status 1 if anything was missed, duplicated or lost, a
+worker exited without being killed (the campaign restarts it, as a supervisor would), the
+stream did not drain at the end, or a fault was not recovered from within
+``--recovery-limit`` seconds.
 """
 
 from __future__ import annotations
@@ -81,6 +83,10 @@ def summary(result: dict[str, Any]) -> str:
         f"(of {result['alerts_expected_from_findings']} the published findings called for; "
         f"{result['alerts_stored']} stored)",
         f"findings lost (data no finding analysed, hops): {result['findings_lost']}",
+        f"worker exits not injected (restarted): {len(result.get('worker_exits_not_injected', []))} "
+        + " ".join(f"worker{e['worker']}@{e['at_s']}s(code {e['code']})"
+                   for e in result.get("worker_exits_not_injected", [])),
+        f"drained at the end: {result['drained']}",
         f"re-raised episodes merged by the store: {result['reruns_merged_by_store']}; "
         f"finding copies read (redeliveries): {result['finding_copies']}",
         f"alerts not in the fault-free reference: {len(result['alerts_not_in_reference'])} "
@@ -124,6 +130,7 @@ def rescore(out: Path, recovery_limit: float) -> int:
 def _verdict(result: dict[str, Any], recovery_limit: float) -> int:
     bad = (result["episodes_missed"] or result["duplicate_alerts"] or result["alerts_lost_worker_to_redis"]
            or result["findings_lost"] or not result["recovery_s"]["all_recovered"]
+           or result.get("worker_exits_not_injected") or not result["drained"]
            or (result["recovery_s"]["max"] or 0) > recovery_limit)
     return 1 if bad else 0
 

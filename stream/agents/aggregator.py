@@ -43,6 +43,7 @@ from stream.app import (
     alert_input_topic,
     alert_state_table,
     app,
+    commit_guard,
     deadletter_topic,
     settings,
 )
@@ -157,13 +158,18 @@ async def restart_offset_tracking(app_, assigned, **kwargs) -> None:  # type: ig
 async def aggregate_alerts(stream) -> None:  # type: ignore[no-untyped-def]
     async for event in stream.events():
         msg = event.message
+        # Its partition's commit waits for it (and for what it reveals was skipped):
+        # stream/commit_guard.py.
+        commit_guard.begin(msg.tp, msg.offset, msg.generation_id)
         skipped = input_offsets.skipped_before(msg.tp, msg.offset)
         if skipped:
             # Handled inside this event's context: the table writes go to its partition,
             # the same as the skipped messages' (same topic partition).
-            for rec in await recover_skipped(msg.tp, skipped):
-                await handle(msg.tp, rec.offset, rec.key, rec.value, rec.timestamp_s)
+            for recovered in await recover_skipped(msg.tp, skipped, msg.generation_id):
+                await handle(msg.tp, recovered.offset, recovered.key, recovered.value, recovered.timestamp_s)
+                recovered.finish()
         await handle(msg.tp, msg.offset, msg.key, msg.value, msg.timestamp)
+        commit_guard.finish(msg.tp, msg.offset, msg.generation_id)
 
 
 async def handle(tp: TP, offset: int, key: bytes | None, value: bytes, produced_s: float | None = None) -> None:

@@ -8,7 +8,7 @@ import logging
 from faust.web import Request, Response, View
 
 from stream.agents.aggregator import ticked_patients
-from stream.agents.vitals import awaiting, held_events, pipeline
+from stream.agents.vitals import awaiting, held_messages, pipeline
 from stream.app import alert_state_table, app, trend_state_table
 from stream.device_alarm import DEVICE_ALARMS_TOPIC
 from stream.metrics import REGISTRY, PartitionOffsets, WorkerCollector, WorkerReading, exposition
@@ -32,7 +32,7 @@ def snapshot() -> dict[str, object]:
         "partitions": sorted(f"{tp.topic}:{tp.partition}" for tp in assignment),
         "patients": len(pipeline.monitors),
         "pipeline": pipeline.counters.as_dict(),
-        "held_messages": len(held_events),  # not yet acknowledged: their offsets wait
+        "held_messages": len(held_messages),  # not yet acknowledged: their offsets wait
         # In their monitor, not yet covered by a published window: not acknowledged either.
         "awaiting_analysis": len(awaiting),
         **worker_stats.as_dict(),
@@ -67,7 +67,7 @@ def reading() -> WorkerReading:
         stats=worker_stats,
         pipeline=pipeline.counters.as_dict(),
         patients=len(pipeline.monitors),
-        held_messages=len(held_events),
+        held_messages=len(held_messages),
         ticked_patients=ticked_patients(),
         rebalances=app.rebalancing_count,
         partitions=partition_offsets(),

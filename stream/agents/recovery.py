@@ -4,7 +4,9 @@ Faust 0.15 can skip a message right after a partition assignment: records it fet
 before its seek to the committed offsets are delivered after it, it counts the offsets in
 between as a "gap" (committed as processed) and drops them when they are fetched again.
 The agents notice the jump in offsets (``ConsumerProgress.skipped_before``) and call
-:func:`recover_skipped` before handling the message that revealed it.
+:func:`recover_skipped` before handling the message that revealed it. The skipped
+offsets are begun in the app's commit account before the broker is asked, so that a
+commit meanwhile cannot pass them (Faust's own commit point would: stream/commit_guard.py).
 """
 
 from __future__ import annotations
@@ -13,18 +15,22 @@ import logging
 
 from faust.types import TP
 
-from stream.app import KAFKA_BOOTSTRAP, KAFKA_SECURITY
-from stream.services import FetchedRecord, fetch_offsets
+from stream.agents.in_hand import SampleMessage
+from stream.app import KAFKA_BOOTSTRAP, KAFKA_SECURITY, commit_guard
+from stream.services import fetch_offsets
 from stream.stats import worker_stats
 
 log = logging.getLogger(__name__)
 
 
-async def recover_skipped(tp: TP, skipped: range) -> list[FetchedRecord]:
-    """Messages the consumer jumped over (see ``ConsumerProgress.skipped_before``): Faust
-    already counts them as processed and will not deliver them again, so they are read
-    directly from the broker and analysed before the message that revealed the hole, in
-    their place in the stream. What cannot be read is reported as lost."""
+async def recover_skipped(tp: TP, skipped: range, generation: int | None) -> list[SampleMessage]:
+    """Messages the consumer jumped over (see ``ConsumerProgress.skipped_before``) in
+    consumer ``generation``: Faust already counts them as processed and will not deliver
+    them again, so they are read directly from the broker, begun in the commit account,
+    and handled before the message that revealed the hole, in their place in the stream;
+    the caller finishes each. What cannot be read is reported as lost (and finished: no
+    one will read it again)."""
+    commit_guard.begin_range(tp, skipped, generation)
     try:
         records = await fetch_offsets(KAFKA_BOOTSTRAP, tp.topic, tp.partition, skipped, security=KAFKA_SECURITY)
     except Exception:
@@ -36,9 +42,11 @@ async def recover_skipped(tp: TP, skipped: range) -> list[FetchedRecord]:
     lost = [offset for offset in skipped if offset not in got]
     if lost:
         note_transport_hole(tp, range(lost[0], lost[-1] + 1))
+        for offset in lost:
+            commit_guard.finish(tp, offset, generation)
     log.warning("consumer skipped %d message(s) of %s:%d (offsets %d-%d); %d recovered from the broker",
                 len(skipped), tp.topic, tp.partition, skipped.start, skipped.stop - 1, len(records))
-    return records
+    return [SampleMessage.recovered(tp, rec, generation) for rec in records if rec.offset in skipped]
 
 
 MAX_HOLES_SHOWN = 20

@@ -10,15 +10,17 @@ import json
 import logging
 import time
 
-from faust.types import TP, EventT
+from faust.types import TP
 
 from models.trends import TrendTracker
 from stream.agents import care_feed
+from stream.agents.in_hand import SampleMessage
 from stream.agents.recovery import recover_skipped
 from stream.app import (
     KAFKA_BOOTSTRAP,
     KAFKA_SECURITY,
     app,
+    commit_guard,
     deadletter_topic,
     findings_topic,
     patient_ref,
@@ -41,13 +43,13 @@ from stream.window_analysis import WindowAnalysis
 log = logging.getLogger(__name__)
 
 progress = ConsumerProgress()
-# Events whose chunks a patient's monitor holds back (see PatientMonitor): their messages
-# carry an extra reference, so the offset is committed only once the chunk was analysed. A
-# worker that stops while holding them leaves them to be read again by the next owner.
-held_events: dict[int, EventT] = {}
-# Events of chunks in their patient's monitor that no published finding covers yet: their
-# offsets are committed once one does (stream/awaiting_analysis.py says why).
-awaiting = AwaitingAnalysis[EventT]()
+# Messages whose chunks a patient's monitor holds back (see PatientMonitor): unfinished, so
+# their offsets are not committed until the chunk was analysed. A worker that stops while
+# holding them leaves them to be read again by the next owner.
+held_messages: dict[int, SampleMessage] = {}
+# Messages of chunks in their patient's monitor that no published finding covers yet:
+# finished once one does (stream/awaiting_analysis.py says why).
+awaiting = AwaitingAnalysis[SampleMessage]()
 # A patient nothing arrived for in this long (wall clock) has had its idle flush: what it
 # still awaits is acknowledged (see AwaitingAnalysis.quiet).
 AWAIT_QUIET_S = settings.flush_idle_s + 5.0
@@ -55,20 +57,20 @@ AWAIT_QUIET_S = settings.flush_idle_s + 5.0
 
 def release_held(chunk: SampleChunk) -> None:
     """A held chunk entered its monitor: its message now waits for the window covering it."""
-    event = held_events.pop(id(chunk), None)
-    if event is not None:
-        awaiting.add(chunk.patient_id, chunk.end_ms, event, time.monotonic())
+    message = held_messages.pop(id(chunk), None)
+    if message is not None:
+        awaiting.add(chunk.patient_id, chunk.end_ms, message, time.monotonic())
         worker_stats.held_messages_acked += 1
 
 
 def ack_analysed(windows: list[WindowAnalysis]) -> None:
-    """Acknowledge the messages of the chunks these (published) windows covered."""
+    """Finish the messages of the chunks these (published) windows covered."""
     through: dict[str, int] = {}
     for w in windows:
         through[w.patient_id] = max(through.get(w.patient_id, w.t_ms), w.t_ms)
     for patient_id, t_ms in through.items():
-        for event in awaiting.analysed(patient_id, t_ms):
-            event.ack()
+        for message in awaiting.analysed(patient_id, t_ms):
+            message.finish()
 
 
 class TableTrendStore:
@@ -118,25 +120,22 @@ def decode_message(topic: str, key: bytes | None, value: bytes) -> SampleChunk:
     return chunk
 
 
-async def dead_letter(tp: TP, offset: int, key: bytes | None, value: bytes, exc: Exception) -> None:
+async def dead_letter(message: SampleMessage, exc: Exception) -> None:
+    """Set the message aside on the dead-letter topic, with the reason; the caller
+    finishes it once the letter is sent."""
     reason = exc.reason if isinstance(exc, InvalidChunk) else f"internal_error:{type(exc).__name__}"
     letter = DeadLetter.wrap(
         reason=reason,
         detail=str(exc),
-        topic=tp.topic,
-        partition=tp.partition,
-        offset=offset,
-        key=key,
-        original=value,
+        topic=message.tp.topic,
+        partition=message.tp.partition,
+        offset=message.offset,
+        key=message.key,
+        original=message.value,
         received_ms=int(time.time() * 1000),
     )
     worker_stats.dead_letters[reason] += 1
-    await deadletter_topic.send(key=key, value=letter.to_json())
-
-
-async def dead_letter_event(event: EventT, exc: Exception) -> None:
-    msg = event.message
-    await dead_letter(msg.tp, msg.offset, msg.key, msg.value, exc)
+    await deadletter_topic.send(key=message.key, value=letter.to_json())
 
 
 @app.agent(vitals_topic)
@@ -144,25 +143,26 @@ async def process_vitals(stream) -> None:  # type: ignore[no-untyped-def]
     async for events in stream.take_events(settings.batch_max, within=settings.batch_within_s):
         windows: list[WindowAnalysis] = []
         for event in events:
-            msg = event.message
-            skipped = progress.skipped_before(msg.tp, msg.offset)
+            message = SampleMessage.of_event(event)
+            message.begin()
+            skipped = progress.skipped_before(message.tp, message.offset)
             if skipped:
-                for rec in await recover_skipped(msg.tp, skipped):
-                    windows.extend(await process_message(msg.tp, rec.offset, rec.timestamp_s, rec.key, rec.value))
-            windows.extend(await process_message(msg.tp, msg.offset, msg.timestamp, msg.key, msg.value, event))
+                for recovered in await recover_skipped(message.tp, skipped, message.generation):
+                    windows.extend(await process_message(recovered))
+            windows.extend(await process_message(message))
         await publish_findings(windows)
         ack_analysed(windows)
 
 
-async def process_message(tp: TP, offset: int, timestamp_s: float, key: bytes | None, value: bytes,
-                          event: EventT | None = None) -> list[WindowAnalysis]:
-    """One sample message into its patient's monitor; bad input goes to the dead-letter
-    topic. ``event`` is None for a message recovered outside Faust (``recover_skipped``),
-    which Faust already counts as processed: nothing to acknowledge."""
+async def process_message(message: SampleMessage) -> list[WindowAnalysis]:
+    """One sample message (begun in the commit account) into its patient's monitor,
+    where it stays unfinished until a published window covers its chunk; bad input is
+    dead-lettered and finished at once."""
+    tp, key = message.tp, message.key
     worker_stats.chunks_in += 1
-    progress.advance(tp, offset, timestamp_s)
+    progress.advance(tp, message.offset, message.timestamp_s)
     try:
-        chunk = decode_message(tp.topic, key, value)
+        chunk = decode_message(tp.topic, key, message.value)
         care_feed.record_chunk(chunk)  # the dashboard's evidence strips
         if chunk.patient_id not in progress.partitions_of:
             # Every signal topic the patient could use, not only those read so far: a
@@ -170,59 +170,59 @@ async def process_message(tp: TP, offset: int, timestamp_s: float, key: bytes | 
             # idle flush must not close windows without it.
             for signal in Signal:
                 progress.attach(chunk.patient_id, TP(signal.topic, tp.partition))
-        windows = pipeline.push(chunk, timestamp_s, unread_on(tp.partition))
-        if event is not None:
-            # One more reference: the offset is committed once the chunk is analysed.
-            event.message.incref()
-            if pipeline.holds(chunk):
-                held_events[id(chunk)] = event
-            else:
-                awaiting.add(chunk.patient_id, chunk.end_ms, event, time.monotonic())
+        windows = pipeline.push(chunk, message.timestamp_s, unread_on(tp.partition))
+        message.hold()
+        if pipeline.holds(chunk):
+            held_messages[id(chunk)] = message
+        else:
+            awaiting.add(chunk.patient_id, chunk.end_ms, message, time.monotonic())
         return windows
     except InvalidChunk as exc:
-        await dead_letter(tp, offset, key, value, exc)
+        await dead_letter(message, exc)
+        message.finish()
     except Exception as exc:
         log_failure(log, exc, "internal error on %s; patient state reset, message dead-lettered", patient_ref(key))
         patient_id = key.decode(errors="replace") if key else ""
         # The patient's held chunks go with its state: dead-letter them too, so
         # nothing is dropped unseen.
         for held in pipeline.drop_held(patient_id):
-            held_event = held_events.pop(id(held), None)
-            if held_event is not None:
-                await dead_letter_event(held_event, exc)
-                held_event.ack()
+            held_message = held_messages.pop(id(held), None)
+            if held_message is not None:
+                await dead_letter(held_message, exc)
+                held_message.finish()
         # So do the chunks its monitor had not analysed yet.
         for waiting in awaiting.pop_patient(patient_id):
-            await dead_letter_event(waiting, exc)
-            waiting.ack()
+            await dead_letter(waiting, exc)
+            waiting.finish()
         pipeline.forget(patient_id)
         progress.forget(patient_id)
-        await dead_letter(tp, offset, key, value, exc)
+        await dead_letter(message, exc)
+        message.finish()
     return []
 
 
 @app.on_partitions_revoked.connect
 async def drop_held_of_revoked(app_, revoked, **kwargs) -> None:  # type: ignore[no-untyped-def]
-    """Held chunks of revoked partitions are dropped unacknowledged: their offsets were not
+    """Held chunks of revoked partitions are dropped unfinished: their offsets were not
     committed, so whoever owns the partitions next (this worker too: Faust seeks to the
-    committed offsets after a rebalance) reads them again. Acknowledging them later would
+    committed offsets after a rebalance) reads them again. Finishing them later would
     commit offsets of partitions this worker may no longer own."""
     moved = {tp for tp in revoked if tp.topic in VITALS_TOPICS}
     if not moved:
         return
     for patient_id in progress.patients_on(moved):
         pipeline.drop_held(patient_id)
-    for key in [k for k, event in held_events.items() if event.message.tp in moved]:
-        msg = held_events.pop(key).message
+    for key in [k for k, message in held_messages.items() if message.tp in moved]:
+        msg = held_messages.pop(key)
         # If the partitions come back to this worker, the patient's monitor lives on and
         # its idle flush must wait for these chunks: without the rewind the partition
         # counts as read to its end, the flush closes the windows they belong to, and they
         # arrive afterwards as late data (a gap).
-        progress.rewind(msg.tp, msg.offset, msg.timestamp)
-    # Chunks not analysed yet go the same way: unacknowledged, their offsets uncommitted,
-    # read again by the partitions' next owner.
-    for event in awaiting.pop_where(lambda e: e.message.tp in moved):
-        progress.rewind(event.message.tp, event.message.offset, event.message.timestamp)
+        progress.rewind(msg.tp, msg.offset, msg.timestamp_s)
+    # Chunks not analysed yet go the same way: unfinished, their offsets uncommitted, read
+    # again by the partitions' next owner.
+    for message in awaiting.pop_where(lambda m: m.tp in moved):
+        progress.rewind(message.tp, message.offset, message.timestamp_s)
 
 
 @app.on_partitions_assigned.connect
@@ -251,25 +251,28 @@ def forget_patients_moved_away(kept: set[TP]) -> None:
 
 
 async def learn_start_offsets(kept: set[TP]) -> None:
-    """Where reading of each vitals partition not read yet starts (the group's committed
-    offsets), so that a signal's first messages still on their way hold the others back
-    (``ConsumerProgress.unread_before``). Without it, a worker starting on a busy stream
-    closed the first windows of most patients without the signal read last. Runs before
-    the assignment's first message; if the broker does not answer, those partitions count
-    as read, as before."""
-    fresh = sorted(tp for tp in kept if tp not in progress.read_until_s)
-    if not fresh:
+    """Where reading of each vitals partition starts in this assignment (the group's
+    committed offsets). A signal's first messages still on their way then hold the
+    others back (``ConsumerProgress.unread_before``; without it, a worker starting on a
+    busy stream closed the first windows of most patients without the signal read last),
+    and a skip over the very first messages is noticed and read again
+    (``ConsumerProgress.skipped_before``) rather than committed (``CommitGuard.starts_at``).
+    Runs before the assignment's first message; if the broker does not answer, those
+    partitions count as read and start wherever their first message is, as before."""
+    if not kept:
         return
+    generation = app.consumer_generation_id
     try:
         starts = await group_start_offsets(KAFKA_BOOTSTRAP, settings.app_id,
-                                           [(tp.topic, tp.partition) for tp in fresh], security=KAFKA_SECURITY)
+                                           [(tp.topic, tp.partition) for tp in sorted(kept)], security=KAFKA_SECURITY)
     except Exception as exc:
-        log.warning("start offsets of %d partitions unknown (%r); they count as read", len(fresh), exc)
+        log.warning("start offsets of %d partitions unknown (%r); they count as read", len(kept), exc)
         return
-    for tp in fresh:
+    for tp in kept:
         offset = starts.get((tp.topic, tp.partition))
         if offset is not None:
             progress.starts_at(tp, offset)
+            commit_guard.starts_at(tp, offset, generation)
 
 
 def unread_on(partition: int) -> UnreadFn:
@@ -328,13 +331,13 @@ async def flush_quiet_patients() -> None:
         return
     await publish_findings(windows)
     ack_analysed(windows)
-    for event in awaiting.quiet(time.monotonic(), AWAIT_QUIET_S):
-        event.ack()
+    for message in awaiting.quiet(time.monotonic(), AWAIT_QUIET_S):
+        message.finish()
     if settings.forget_idle_s > 0:
         gone = pipeline.forget_idle(settings.forget_idle_s, caught_up=lambda p: progress.caught_up(p, _highwater))
         for patient_id in gone:
-            for event in awaiting.pop_patient(patient_id):
-                event.ack()
+            for message in awaiting.pop_patient(patient_id):
+                message.finish()
             progress.forget(patient_id)
         pipeline.expire_departed_trends()
 

@@ -209,6 +209,9 @@ class Campaign:
         self.workers: list[WorkerProcess] = []
         self.gateway: subprocess.Popen[bytes] | None = None
         self.redis_stops = 0
+        # Workers that exited without being killed by the campaign (restarted as a
+        # supervisor would): each one is a defect, counted and reported.
+        self.unplanned_exits: list[dict[str, Any]] = []
         self.scenarios: list[PatientScenario] = default_cohort(config.patients, config.duration_s, config.seed)
         self.start_ms = 0
 
@@ -264,6 +267,26 @@ class Campaign:
                 _terminate(started.pid)
         if self.proxy is not None:
             self.proxy.stop()
+
+    def _supervise(self) -> None:
+        """Restart a worker that exited on its own, as systemd or Kubernetes would, and
+        record it: a worker must not die of anything the campaign did not do to it."""
+        for i, worker in enumerate(self.workers):
+            if worker.proc is None or worker.proc.poll() is None:
+                continue
+            at_s = round(time.time() - self.start_ms / 1000, 1) if self.start_ms else 0.0
+            self.unplanned_exits.append({"worker": i, "at_s": at_s, "code": worker.proc.returncode})
+            self.say(f"  t={at_s:6.0f} s  worker{i} exited on its own (code {worker.proc.returncode}), "
+                     f"not by a fault; restarted in {self.config.restart_after_s:.0f} s (see worker{i}.log)")
+            time.sleep(self.config.restart_after_s)
+            self.workers[i] = self._new_worker(i).start()
+
+    def _sleep(self, seconds: float) -> None:
+        """Wait, supervising the workers meanwhile."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            self._supervise()
+            time.sleep(min(0.5, left))
 
     # --------------------------------------------------------------------- faults
 
@@ -327,9 +350,7 @@ class Campaign:
             self.say(f"services up (broker behind proxy {self.proxy.address}, Redis {self.redis_url}); "
                      "workers ready; gateway starting")
             for fault in sorted(cfg.faults, key=lambda f: f.at_s):
-                delay = self.start_ms / 1000 + fault.at_s - time.time()
-                if delay > 0:
-                    time.sleep(delay)
+                self._sleep(self.start_ms / 1000 + fault.at_s - time.time())
                 if self.gateway is not None and self.gateway.poll() is not None:
                     raise ServiceError(f"the gateway stopped early (code {self.gateway.returncode}); see gateway.log")
                 record = self._inject(fault)
@@ -337,14 +358,14 @@ class Campaign:
                 self.say(f"  t={fault.at_s:6.0f} s  {fault.kind:18s} {json.dumps(record.detail)}")
             # The end of the recordings, then the drain: every patient's last window in.
             end = self.start_ms / 1000 + cfg.duration_s
-            time.sleep(max(0.0, end - time.time()))
+            self._sleep(end - time.time())
             if self.gateway is not None:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    self.gateway.wait(120)
+                wait_until(lambda: self._supervise() or self.gateway.poll() is not None, 120, 0.5)  # type: ignore[union-attr]
             last_window = self.start_ms + int(cfg.duration_s * 1000) - 2000
             patients = [s.patient_id for s in self.scenarios]
             drained = wait_until(
-                lambda: all(observer.newest_t_ms().get(p, 0) >= last_window for p in patients)
+                lambda: self._supervise() is None
+                and all(observer.newest_t_ms().get(p, 0) >= last_window for p in patients)
                 and bool(observer.group_lag) and observer.group_lag[-1][1] == 0,
                 cfg.drain_timeout_s, 1.0)
             time.sleep(3)
@@ -442,6 +463,7 @@ class Campaign:
             "workers": 2,
             "start_ms": self.start_ms,
             "drained": drained,
+            "worker_exits_not_injected": self.unplanned_exits,
             "faults_injected": len(self.records),
             "faults_by_kind": {k: sum(1 for r in self.records if r.kind == k) for k in FAULT_KINDS},
             "episodes": len(truth),
@@ -467,7 +489,10 @@ class Campaign:
             "recovery_s": {"max": max(recoveries, default=None), "median": scoring.percentile(recoveries, 50),
                            "all_recovered": len(recoveries) == len(self.records)},
             "faults": [asdict(r) for r in self.records],
-            "missed": [asdict(o.episode) for o in outcomes if o.missed],
+            "missed": [{**asdict(o.episode),
+                        "published": _signal_quality(published, o.episode, self.start_ms),
+                        "reference": _signal_quality(ref_findings, o.episode, self.start_ms)}
+                       for o in outcomes if o.missed],
             "duplicated": [{**asdict(o.episode), "alerts": o.raised_inside} for o in outcomes if o.duplicated],
             "overlapping_alerts": overlapping,
             "lost": [asdict(a) for a in lost],
@@ -509,6 +534,22 @@ def recovery_times(start_ms: int, duration_s: float, faults: list[dict[str, Any]
     return {"recovery_s": out, "normal_finding_lag_ms": normal_finding_lag_ms, "normal_group_lag": normal_group_lag,
             "fresh_ms": fresh_ms, "baseline_lag_p50_ms": scoring.percentile(baseline, 50),
             "baseline_lag_p99_ms": scoring.percentile(baseline, 99)}
+
+
+def _signal_quality(findings: list[Any], episode: scoring.Episode, start_ms: int) -> list[dict[str, Any]]:
+    """Per window of a missed episode's patient, around the episode: what the signal
+    checks saw (the published findings against the reference's show why it was missed)."""
+    out = []
+    for f in sorted(findings, key=lambda f: f.t_ms):
+        if f.patient_id != episode.patient_id or not episode.start_ms - 15_000 <= f.t_ms <= episode.end_ms + 25_000:
+            continue
+        row: dict[str, Any] = {"t_s": round((f.t_ms - start_ms) / 1000, 1), "gaps": list(f.gaps)}
+        for name in ("ecg", "ppg", "abp", "resp"):
+            part = getattr(f, name, None)
+            if part is not None:
+                row[name] = [round(part.quality, 2), part.usable]
+        out.append(row)
+    return out
 
 
 def _alerts_of(findings: list[VitalsFinding], patients: list[str], state_cls: Any,

@@ -28,6 +28,7 @@ def test_a_killed_worker_and_a_redis_outage_lose_nothing(tmp_path) -> None:  # t
     result = Campaign(config).run()
     shown = json.dumps({k: v for k, v in result.items() if k != "worker_stats"}, indent=1)[:6000]
     assert result["drained"], shown
+    assert result["worker_exits_not_injected"] == [], shown
     assert result["faults_injected"] == 2
     assert result["episodes"] > 0 and result["episodes_alerted_once"] + result["not_detected_without_faults"] \
         >= result["episodes"], shown
