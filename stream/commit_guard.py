@@ -1,4 +1,5 @@
-"""The offset a worker may commit on a sample partition: never past a message still in hand.
+"""The offset a worker may commit on an agent's input partition: never past a message
+still in hand.
 
 A committed offset says "everything before this is done": the next owner of the
 partition starts reading there. The vitals agent finishes its messages out of order on

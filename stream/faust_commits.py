@@ -14,6 +14,7 @@ a test checks that the method is still there and still patched.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Collection
 
 from faust.transport.consumer import Consumer
@@ -51,9 +52,7 @@ def _forget_acked_below(consumer: Consumer, tp: TP, offset: int) -> None:
     acked = consumer._acked.get(tp)
     if not acked:
         return
-    acked.sort()
-    done = 0
-    while done < len(acked) and acked[done] < offset:
-        done += 1
+    # Faust's computation, just before, sorted the list (it sorts whenever it is non-empty).
+    done = bisect.bisect_left(acked, offset)
     consumer._acked_index[tp].difference_update(acked[:done])
     del acked[:done]

@@ -37,13 +37,13 @@ from alerting.catalogue import AlertConfig
 from alerting.store import RedisAlertStore
 from alerting.verification import DeviceAlarmDecision
 from stream.agents import care_feed
+from stream.agents.in_hand import InHandMessage
 from stream.agents.recovery import recover_skipped
 from stream.app import (
     actions_topic,
     alert_input_topic,
     alert_state_table,
     app,
-    commit_guard,
     deadletter_topic,
     settings,
 )
@@ -157,23 +157,24 @@ async def restart_offset_tracking(app_, assigned, **kwargs) -> None:  # type: ig
 @app.agent(alert_input_topic)
 async def aggregate_alerts(stream) -> None:  # type: ignore[no-untyped-def]
     async for event in stream.events():
-        msg = event.message
         # Its partition's commit waits for it (and for what it reveals was skipped):
         # stream/commit_guard.py.
-        commit_guard.begin(msg.tp, msg.offset, msg.generation_id)
-        skipped = input_offsets.skipped_before(msg.tp, msg.offset)
+        message = InHandMessage.of_event(event)
+        message.begin()
+        skipped = input_offsets.skipped_before(message.tp, message.offset)
         if skipped:
             # Handled inside this event's context: the table writes go to its partition,
             # the same as the skipped messages' (same topic partition).
-            for recovered in await recover_skipped(msg.tp, skipped, msg.generation_id):
-                await handle(msg.tp, recovered.offset, recovered.key, recovered.value, recovered.timestamp_s)
+            for recovered in await recover_skipped(message.tp, skipped, message.generation):
+                await handle(recovered)
                 recovered.finish()
-        await handle(msg.tp, msg.offset, msg.key, msg.value, msg.timestamp)
-        commit_guard.finish(msg.tp, msg.offset, msg.generation_id)
+        await handle(message)
+        message.finish()
 
 
-async def handle(tp: TP, offset: int, key: bytes | None, value: bytes, produced_s: float | None = None) -> None:
-    """One input message; ``produced_s`` is its Kafka timestamp (for the latency metrics)."""
+async def handle(message: InHandMessage) -> None:
+    """One input message; its Kafka timestamp feeds the latency metrics."""
+    tp, offset, key, value, produced_s = message.tp, message.offset, message.key, message.value, message.timestamp_s
     patient_id = key.decode(errors="replace") if key else ""
     try:
         if not patient_id:

@@ -1,10 +1,11 @@
-"""A sample message the vitals agent took and has not finished with.
+"""An input message an agent took and has not finished with.
 
 Either a Faust event or a message read again from the broker after Faust skipped it
 (:mod:`stream.agents.recovery`). Whichever, it is begun in the app's commit account when
-taken and finished once its chunk was analysed, dead-lettered or dropped with its
-patient; its partition's offset is not committed past it before (stream/commit_guard.py
-says why Faust's own commit point is not trusted for these partitions).
+taken and finished once it was handled: for the vitals agent, once a published window
+covers its chunk (or it was dead-lettered, or dropped with its patient); for the
+aggregator, once its alerts are written. Its partition's offset is not committed past it
+before (stream/commit_guard.py says why Faust's own commit point is not trusted here).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from stream.services import FetchedRecord
 
 
 @dataclass(eq=False, slots=True)
-class SampleMessage:
+class InHandMessage:
     tp: TP
     offset: int
     timestamp_s: float
@@ -33,12 +34,12 @@ class SampleMessage:
     finished: bool = False
 
     @classmethod
-    def of_event(cls, event: EventT) -> SampleMessage:
+    def of_event(cls, event: EventT) -> InHandMessage:
         msg = event.message
         return cls(msg.tp, msg.offset, msg.timestamp, msg.key, msg.value, msg.generation_id, event)
 
     @classmethod
-    def recovered(cls, tp: TP, record: FetchedRecord, generation: int | None) -> SampleMessage:
+    def recovered(cls, tp: TP, record: FetchedRecord, generation: int | None) -> InHandMessage:
         return cls(tp, record.offset, record.timestamp_s, record.key, record.value, generation)
 
     def begin(self) -> None:

@@ -9,7 +9,7 @@ from faust.web import Request, Response, View
 
 from stream.agents.aggregator import ticked_patients
 from stream.agents.vitals import awaiting, held_messages, pipeline
-from stream.app import alert_state_table, app, trend_state_table
+from stream.app import alert_state_table, app, commit_guard, trend_state_table
 from stream.device_alarm import DEVICE_ALARMS_TOPIC
 from stream.metrics import REGISTRY, PartitionOffsets, WorkerCollector, WorkerReading, exposition
 from stream.services import ACTIONS_TOPIC, FINDINGS_TOPIC, VITALS_TOPICS
@@ -35,6 +35,9 @@ def snapshot() -> dict[str, object]:
         "held_messages": len(held_messages),  # not yet acknowledged: their offsets wait
         # In their monitor, not yet covered by a published window: not acknowledged either.
         "awaiting_analysis": len(awaiting),
+        # Taken by an agent and not finished, over the assigned partitions: each holds its
+        # partition's commit back (stream/commit_guard.py).
+        "messages_in_hand": sum(commit_guard.in_hand(tp) for tp in assignment),
         **worker_stats.as_dict(),
     }
 

@@ -15,7 +15,7 @@ import logging
 
 from faust.types import TP
 
-from stream.agents.in_hand import SampleMessage
+from stream.agents.in_hand import InHandMessage
 from stream.app import KAFKA_BOOTSTRAP, KAFKA_SECURITY, commit_guard
 from stream.services import fetch_offsets
 from stream.stats import worker_stats
@@ -23,7 +23,7 @@ from stream.stats import worker_stats
 log = logging.getLogger(__name__)
 
 
-async def recover_skipped(tp: TP, skipped: range, generation: int | None) -> list[SampleMessage]:
+async def recover_skipped(tp: TP, skipped: range, generation: int | None) -> list[InHandMessage]:
     """Messages the consumer jumped over (see ``ConsumerProgress.skipped_before``) in
     consumer ``generation``: Faust already counts them as processed and will not deliver
     them again, so they are read directly from the broker, begun in the commit account,
@@ -46,7 +46,7 @@ async def recover_skipped(tp: TP, skipped: range, generation: int | None) -> lis
             commit_guard.finish(tp, offset, generation)
     log.warning("consumer skipped %d message(s) of %s:%d (offsets %d-%d); %d recovered from the broker",
                 len(skipped), tp.topic, tp.partition, skipped.start, skipped.stop - 1, len(records))
-    return [SampleMessage.recovered(tp, rec, generation) for rec in records if rec.offset in skipped]
+    return [InHandMessage.recovered(tp, rec, generation) for rec in records if rec.offset in skipped]
 
 
 MAX_HOLES_SHOWN = 20

@@ -14,7 +14,7 @@ from faust.types import TP
 
 from models.trends import TrendTracker
 from stream.agents import care_feed
-from stream.agents.in_hand import SampleMessage
+from stream.agents.in_hand import InHandMessage
 from stream.agents.recovery import recover_skipped
 from stream.app import (
     KAFKA_BOOTSTRAP,
@@ -46,10 +46,10 @@ progress = ConsumerProgress()
 # Messages whose chunks a patient's monitor holds back (see PatientMonitor): unfinished, so
 # their offsets are not committed until the chunk was analysed. A worker that stops while
 # holding them leaves them to be read again by the next owner.
-held_messages: dict[int, SampleMessage] = {}
+held_messages: dict[int, InHandMessage] = {}
 # Messages of chunks in their patient's monitor that no published finding covers yet:
 # finished once one does (stream/awaiting_analysis.py says why).
-awaiting = AwaitingAnalysis[SampleMessage]()
+awaiting = AwaitingAnalysis[InHandMessage]()
 # A patient nothing arrived for in this long (wall clock) has had its idle flush: what it
 # still awaits is acknowledged (see AwaitingAnalysis.quiet).
 AWAIT_QUIET_S = settings.flush_idle_s + 5.0
@@ -120,7 +120,7 @@ def decode_message(topic: str, key: bytes | None, value: bytes) -> SampleChunk:
     return chunk
 
 
-async def dead_letter(message: SampleMessage, exc: Exception) -> None:
+async def dead_letter(message: InHandMessage, exc: Exception) -> None:
     """Set the message aside on the dead-letter topic, with the reason; the caller
     finishes it once the letter is sent."""
     reason = exc.reason if isinstance(exc, InvalidChunk) else f"internal_error:{type(exc).__name__}"
@@ -143,7 +143,7 @@ async def process_vitals(stream) -> None:  # type: ignore[no-untyped-def]
     async for events in stream.take_events(settings.batch_max, within=settings.batch_within_s):
         windows: list[WindowAnalysis] = []
         for event in events:
-            message = SampleMessage.of_event(event)
+            message = InHandMessage.of_event(event)
             message.begin()
             skipped = progress.skipped_before(message.tp, message.offset)
             if skipped:
@@ -154,7 +154,7 @@ async def process_vitals(stream) -> None:  # type: ignore[no-untyped-def]
         ack_analysed(windows)
 
 
-async def process_message(message: SampleMessage) -> list[WindowAnalysis]:
+async def process_message(message: InHandMessage) -> list[WindowAnalysis]:
     """One sample message (begun in the commit account) into its patient's monitor,
     where it stays unfinished until a published window covers its chunk; bad input is
     dead-lettered and finished at once."""

@@ -281,12 +281,15 @@ class Campaign:
             time.sleep(self.config.restart_after_s)
             self.workers[i] = self._new_worker(i).start()
 
-    def _sleep(self, seconds: float) -> None:
-        """Wait, supervising the workers meanwhile."""
+    def _wait(self, seconds: float, until: Callable[[], bool] = lambda: False) -> bool:
+        """Wait ``seconds`` or until ``until()`` holds, supervising the workers meanwhile."""
         deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0:
             self._supervise()
+            if until():
+                return True
             time.sleep(min(0.5, left))
+        return until()
 
     # --------------------------------------------------------------------- faults
 
@@ -350,7 +353,7 @@ class Campaign:
             self.say(f"services up (broker behind proxy {self.proxy.address}, Redis {self.redis_url}); "
                      "workers ready; gateway starting")
             for fault in sorted(cfg.faults, key=lambda f: f.at_s):
-                self._sleep(self.start_ms / 1000 + fault.at_s - time.time())
+                self._wait(self.start_ms / 1000 + fault.at_s - time.time())
                 if self.gateway is not None and self.gateway.poll() is not None:
                     raise ServiceError(f"the gateway stopped early (code {self.gateway.returncode}); see gateway.log")
                 record = self._inject(fault)
@@ -358,16 +361,16 @@ class Campaign:
                 self.say(f"  t={fault.at_s:6.0f} s  {fault.kind:18s} {json.dumps(record.detail)}")
             # The end of the recordings, then the drain: every patient's last window in.
             end = self.start_ms / 1000 + cfg.duration_s
-            self._sleep(end - time.time())
-            if self.gateway is not None:
-                wait_until(lambda: self._supervise() or self.gateway.poll() is not None, 120, 0.5)  # type: ignore[union-attr]
+            self._wait(end - time.time())
+            gateway = self.gateway
+            if gateway is not None:
+                self._wait(120, until=lambda: gateway.poll() is not None)
             last_window = self.start_ms + int(cfg.duration_s * 1000) - 2000
             patients = [s.patient_id for s in self.scenarios]
-            drained = wait_until(
-                lambda: self._supervise() is None
-                and all(observer.newest_t_ms().get(p, 0) >= last_window for p in patients)
-                and bool(observer.group_lag) and observer.group_lag[-1][1] == 0,
-                cfg.drain_timeout_s, 1.0)
+            drained = self._wait(
+                cfg.drain_timeout_s,
+                until=lambda: all(observer.newest_t_ms().get(p, 0) >= last_window for p in patients)
+                and bool(observer.group_lag) and observer.group_lag[-1][1] == 0)
             time.sleep(3)
             observer.stop()
             worker_stats = [w.stats() or {} for w in self.workers]
