@@ -86,6 +86,16 @@ def stratified_folds(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
     return folds
 
 
+def stratified_share(labels: np.ndarray, idx: np.ndarray, share: float, seed: int) -> np.ndarray:
+    """A seeded ``share`` of ``idx`` (at least one of each class present), per label, sorted."""
+    rng = np.random.default_rng(seed)
+    keep = []
+    for c in np.unique(labels[idx]):
+        members = idx[labels[idx] == c]
+        keep.append(rng.choice(members, size=max(1, round(share * members.size)), replace=False))
+    return np.sort(np.concatenate(keep))
+
+
 def class_weights(labels: np.ndarray, n_classes: int, power: float) -> torch.Tensor:
     counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
     w = np.where(counts > 0, (counts.sum() / np.maximum(counts, 1)) ** power, 0.0)
@@ -382,16 +392,23 @@ def cross_validate_rhythm(signals: Sequence[np.ndarray], labels: np.ndarray, k: 
                           progress: Progress | None = None,
                           peaks: Sequence[np.ndarray] | None = None,
                           extra: tuple[Sequence[np.ndarray], np.ndarray, Sequence[np.ndarray] | None] | None = None,
+                          train_share: float = 1.0,
                           ) -> tuple[np.ndarray, np.ndarray]:
     """k-fold CV (stratified by label); returns (fold per recording, held-out probs).
 
     ``extra``: (signals, labels, peaks) of train-only recordings (MIT-BIH rhythm episodes),
-    added to the training set of every fold and never scored."""
+    added to the training set of every fold and never scored. ``train_share`` < 1 trains
+    each fold on that share of its training recordings (stratified, seeded) and scores the
+    same held-out folds: a learning curve, to ask whether more recordings would help."""
+    if not 0.0 < train_share <= 1.0:
+        raise ValueError(f"train_share must be in (0, 1], got {train_share}")
     folds = stratified_folds(labels, k, seed)
     probs = np.zeros((labels.size, len(RHYTHM_CLASSES)), dtype=np.float32)
     for f in range(k):
         test = folds == f
         train_idx = np.flatnonzero(~test)
+        if train_share < 1.0:
+            train_idx = stratified_share(labels, train_idx, train_share, seed + f)
 
         def fold_progress(step: int, total: int, msg: str, f: int = f) -> None:
             if progress:

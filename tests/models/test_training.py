@@ -114,3 +114,29 @@ def test_rhythm_cv_puts_extra_recordings_in_every_training_fold_only(monkeypatch
     folds, probs = tr.cross_validate_rhythm(signals, labels, 2, 7, extra=extra)
     assert len(seen) == 2 and probs.shape == (labels.size, 4)  # extras never scored
     assert sorted(seen) == sorted(int((folds != f).sum()) + 2 for f in range(2))
+
+
+def test_a_rhythm_learning_curve_trains_on_a_share_and_scores_the_same_folds(monkeypatch) -> None:
+    import pytest
+
+    import models.training as tr
+
+    labels = np.array([0] * 40 + [1] * 12 + [2] * 20 + [3] * 8)
+    signals = [np.full(100, float(i), np.float32) for i in range(labels.size)]
+    trained_on: list[np.ndarray] = []
+
+    def fake_train(sigs, labs, *args, **kwargs):
+        trained_on.append(np.array([int(s[0]) for s in sigs]))
+        return None
+
+    monkeypatch.setattr(tr, "train_rhythm_model", fake_train)
+    monkeypatch.setattr(tr, "rhythm_record_probs", lambda model, sigs, peaks: np.full(
+        (len(sigs), 4), 0.25, np.float32))
+    folds, _ = tr.cross_validate_rhythm(signals, labels, 4, 7, train_share=0.5)
+    assert np.array_equal(folds, tr.stratified_folds(labels, 4, 7))  # held-out folds unchanged
+    for f, used in enumerate(trained_on):
+        assert not np.isin(used, np.flatnonzero(folds == f)).any()  # never its own held-out fold
+        full = np.bincount(labels[folds != f], minlength=4)
+        assert np.array_equal(np.bincount(labels[used], minlength=4), np.maximum(1, np.round(full * 0.5)))
+    with pytest.raises(ValueError, match="train_share"):
+        tr.cross_validate_rhythm(signals, labels, 4, 7, train_share=0.0)
