@@ -483,6 +483,12 @@ def rhythm_curve(
     from models.evaluation import rhythm_metrics
     from models.training import RhythmTrainConfig, cross_validate_rhythm, recording_rpeaks
 
+    try:  # checked before minutes of loading, not after
+        share_list = [float(x) for x in shares.split(",")]
+    except ValueError as exc:
+        raise typer.BadParameter(f"shares must be numbers separated by commas, got {shares!r}") from exc
+    if not all(0.0 < x <= 1.0 for x in share_list):
+        raise typer.BadParameter(f"each share must be in (0, 1], got {shares!r}")
     _torch_threads(threads)
     data_dir = Path(data_dir or _data_root() / "cinc2017")
     names, signals, labels = md.load_cinc2017(data_dir, cache_dir=cache_dir)
@@ -490,7 +496,7 @@ def rhythm_curve(
     cfg = RhythmTrainConfig(epochs=epochs, crops_per_record=crops_per_record)
     points: list[dict[str, Any]] = []
     t0 = time.time()
-    for share in (float(x) for x in shares.split(",")):
+    for share in share_list:
         with _progress(f"rhythm CV, training share {share:g}") as cb:
             _, probs = cross_validate_rhythm(signals, labels, cv_folds, seed, cfg, cb, peaks, train_share=share)
         m = rhythm_metrics(labels, probs.argmax(axis=1))
@@ -506,7 +512,8 @@ def rhythm_curve(
         (out / "rhythm_curve.json").write_text(json.dumps(report, indent=2) + "\n")
         from stream.replay.report import plot_learning_curve
 
-        plot_learning_curve(points, out / "rhythm_curve.png")
+        plot_learning_curve(points, out / "rhythm_curve.png",
+                            f"Rhythm model learning curve ({cv_folds}-fold CV, CinC 2017)")
     _emit(report, True)
 
 

@@ -65,7 +65,7 @@ def plot_outcomes(outcomes: dict[str, dict[str, int]], path: Path, title: str) -
     return True
 
 
-def plot_learning_curve(points: Sequence[dict[str, Any]], path: Path) -> bool:
+def plot_learning_curve(points: Sequence[dict[str, Any]], path: Path, title: str) -> bool:
     """Held-out F1 (mean of N, A, O with its 95 % CI, and A) against training recordings."""
     if not points:
         return False
@@ -80,7 +80,7 @@ def plot_learning_curve(points: Sequence[dict[str, Any]], path: Path) -> bool:
     ax.plot(n, [p["f1"]["A"] for p in points], "s--", label="F1 (A)")
     ax.set_xlabel("training recordings per fold")
     ax.set_ylabel("held-out F1")
-    ax.set_title("Rhythm model learning curve (5-fold CV, CinC 2017)")
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

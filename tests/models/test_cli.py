@@ -78,3 +78,12 @@ def test_rhythm_curve_reports_one_point_per_share_and_plots_it(monkeypatch, tmp_
     assert all(0.0 <= p["f1_mean_nao"] <= 1.0 and set(p["f1"]) == {"N", "A", "O", "~"} for p in out["points"])
     assert json.loads((tmp_path / "rhythm_curve.json").read_text())["points"] == out["points"]
     assert (tmp_path / "rhythm_curve.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("shares", ["0.5,x", "0,1", "1.5"])
+def test_rhythm_curve_refuses_bad_shares_before_loading(monkeypatch, tmp_path: Path, shares: str) -> None:
+    from models import data as md
+
+    monkeypatch.setattr(md, "load_cinc2017", lambda *a, **k: pytest.fail("loaded before checking --shares"))
+    res = CliRunner().invoke(app, ["eval", "rhythm-curve", "--data-dir", str(tmp_path), "--shares", shares])
+    assert res.exit_code == 2 and "share" in res.output and f"{shares!r}" in res.output
