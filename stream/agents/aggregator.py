@@ -22,7 +22,6 @@ from typing import NamedTuple
 
 import redis
 from aiokafka.partitioner import murmur2
-from faust.types import TP
 
 from alerting.actions import Tick, decode_action_message
 from alerting.aggregator import (
@@ -49,7 +48,6 @@ from stream.app import (
 )
 from stream.connections import RedisSecurity, redis_client
 from stream.consumer_progress import ConsumerProgress
-from stream.deadletter import DeadLetter
 from stream.device_alarm import DEVICE_ALARMS_TOPIC, DeviceAlarm
 from stream.findings import VitalsFinding
 from stream.metrics import observe_alert_write
@@ -174,7 +172,7 @@ async def aggregate_alerts(stream) -> None:  # type: ignore[no-untyped-def]
 
 async def handle(message: InHandMessage) -> None:
     """One input message; its Kafka timestamp feeds the latency metrics."""
-    tp, offset, key, value, produced_s = message.tp, message.offset, message.key, message.value, message.timestamp_s
+    tp, key, value = message.tp, message.key, message.value
     patient_id = key.decode(errors="replace") if key else ""
     try:
         if not patient_id:
@@ -185,21 +183,21 @@ async def handle(message: InHandMessage) -> None:
     except ValueError as exc:
         # The decoders raise only ValueError subclasses (stream.wire), with the reason.
         worker_stats.bad_findings += 1
-        await _dead_letter(tp, offset, key, value, "bad_alert_input", f"{type(exc).__name__}: {exc}")
+        await _dead_letter(message, "bad_alert_input", f"{type(exc).__name__}: {exc}")
         return
     except Exception as exc:
         # A bug on valid-looking input: one message is set aside (with the error), the
         # agent and every other patient carry on. Redis errors are not caught here: the
         # write below retries them.
         log.exception("internal error on an alert input of %s; dead-lettered", patient_id)
-        await _dead_letter(tp, offset, key, value, f"internal_error:{type(exc).__name__}", str(exc))
+        await _dead_letter(message, f"internal_error:{type(exc).__name__}", str(exc))
         return
     if emissions:
         # Redis first, then the table: see the module docstring. A Redis outage raises
         # here and the agent retries the message rather than drop an alert.
         applied = await _apply_with_retry(emissions)
         worker_stats.emissions += len(emissions)
-        count_writes(emissions, applied, produced_s if tp.topic == FINDINGS_TOPIC else None, window_end_ms)
+        count_writes(emissions, applied, message.timestamp_s if tp.topic == FINDINGS_TOPIC else None, window_end_ms)
         await care_feed.capture_evidence(emissions)  # the dashboard's evidence strips
     if new_state is not state:
         alert_state_table[key] = new_state.to_json()
@@ -229,11 +227,9 @@ def count_writes(emissions: list[Emission], applied: list[bool], finding_produce
             observe_alert_write(emission.event, finding_produced_s, window_end_ms, now_s)
 
 
-async def _dead_letter(tp: TP, offset: int, key: bytes | None, value: bytes, reason: str, detail: str) -> None:
+async def _dead_letter(message: InHandMessage, reason: str, detail: str) -> None:
     worker_stats.dead_letters[reason] += 1
-    letter = DeadLetter.wrap(reason=reason, detail=detail, topic=tp.topic, partition=tp.partition,
-                             offset=offset, key=key, original=value, received_ms=int(time.time() * 1000))
-    await deadletter_topic.send(key=key, value=letter.to_json())
+    await deadletter_topic.send(key=message.key, value=message.dead_letter(reason, detail).to_json())
 
 
 async def _apply_with_retry(emissions: list[Emission]) -> list[bool]:

@@ -10,11 +10,13 @@ before (stream/commit_guard.py says why Faust's own commit point is not trusted 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from faust.types import TP, EventT
 
 from stream.app import commit_guard
+from stream.deadletter import DeadLetter
 from stream.services import FetchedRecord
 
 
@@ -41,6 +43,12 @@ class InHandMessage:
     @classmethod
     def recovered(cls, tp: TP, record: FetchedRecord, generation: int | None) -> InHandMessage:
         return cls(tp, record.offset, record.timestamp_s, record.key, record.value, generation)
+
+    def dead_letter(self, reason: str, detail: str) -> DeadLetter:
+        """This message set aside, as it arrived, with why."""
+        return DeadLetter.wrap(reason=reason, detail=detail, topic=self.tp.topic, partition=self.tp.partition,
+                               offset=self.offset, key=self.key, original=self.value,
+                               received_ms=int(time.time() * 1000))
 
     def begin(self) -> None:
         commit_guard.begin(self.tp, self.offset, self.generation)

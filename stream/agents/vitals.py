@@ -30,7 +30,6 @@ from stream.app import (
 )
 from stream.awaiting_analysis import AwaitingAnalysis
 from stream.consumer_progress import ConsumerProgress
-from stream.deadletter import DeadLetter
 from stream.metrics import TimedModelRuntime, observe_findings
 from stream.monitor import UnreadFn
 from stream.pipeline import VitalsPipeline
@@ -124,18 +123,8 @@ async def dead_letter(message: InHandMessage, exc: Exception) -> None:
     """Set the message aside on the dead-letter topic, with the reason; the caller
     finishes it once the letter is sent."""
     reason = exc.reason if isinstance(exc, InvalidChunk) else f"internal_error:{type(exc).__name__}"
-    letter = DeadLetter.wrap(
-        reason=reason,
-        detail=str(exc),
-        topic=message.tp.topic,
-        partition=message.tp.partition,
-        offset=message.offset,
-        key=message.key,
-        original=message.value,
-        received_ms=int(time.time() * 1000),
-    )
     worker_stats.dead_letters[reason] += 1
-    await deadletter_topic.send(key=message.key, value=letter.to_json())
+    await deadletter_topic.send(key=message.key, value=message.dead_letter(reason, str(exc)).to_json())
 
 
 @app.agent(vitals_topic)
@@ -213,12 +202,12 @@ async def drop_held_of_revoked(app_, revoked, **kwargs) -> None:  # type: ignore
     for patient_id in progress.patients_on(moved):
         pipeline.drop_held(patient_id)
     for key in [k for k, message in held_messages.items() if message.tp in moved]:
-        msg = held_messages.pop(key)
+        message = held_messages.pop(key)
         # If the partitions come back to this worker, the patient's monitor lives on and
         # its idle flush must wait for these chunks: without the rewind the partition
         # counts as read to its end, the flush closes the windows they belong to, and they
         # arrive afterwards as late data (a gap).
-        progress.rewind(msg.tp, msg.offset, msg.timestamp_s)
+        progress.rewind(message.tp, message.offset, message.timestamp_s)
     # Chunks not analysed yet go the same way: unfinished, their offsets uncommitted, read
     # again by the partitions' next owner.
     for message in awaiting.pop_where(lambda m: m.tp in moved):
